@@ -1,0 +1,59 @@
+//! The handle the runtime gives a module at start.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+
+use crate::error::BridgeError;
+use crate::event::RemoteEvent;
+use crate::ids::{NetworkId, PortalKey, RemoteMessageId};
+use crate::network::PortalInfo;
+
+/// Resolves when an enqueued remote event has reached Matrix (or failed for
+/// good). Dropping it does not cancel the delivery.
+pub type Pending = Pin<Box<dyn Future<Output = Result<Option<String>, BridgeError>> + Send>>;
+
+/// What a module may ask of the runtime. Modules never touch SQL, HTTP to the
+/// homeserver or another module's config: they go through this.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Queue a remote event on its portal's ordered queue. The order of calls
+    /// is the order in Matrix. The returned future resolves with the Matrix
+    /// event id once the event is in Matrix, so sources that can replay
+    /// (Telegram offsets, Slack acks) advance only then.
+    fn enqueue(&self, event: RemoteEvent) -> Pending;
+
+    /// The Matrix room of a portal, if it has one.
+    async fn portal_room(&self, portal: &PortalKey) -> Result<Option<String>, BridgeError>;
+
+    /// Whether a remote message is already bridged (dedupe of redelivered events).
+    async fn is_bridged(
+        &self,
+        portal: &PortalKey,
+        remote_id: &RemoteMessageId,
+    ) -> Result<bool, BridgeError>;
+
+    /// Read module state stored by the runtime (JSON), e.g. an update offset.
+    async fn get_state(
+        &self,
+        network: &NetworkId,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, BridgeError>;
+
+    /// Store module state (JSON). Not for secrets.
+    async fn set_state(
+        &self,
+        network: &NetworkId,
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<(), BridgeError>;
+
+    /// Bridge an existing Matrix room to a remote chat (the `link` command):
+    /// writes the `m.bridge` state and the portal row. Fails when either side
+    /// is already bridged elsewhere.
+    async fn link_portal(&self, room_id: &str, info: PortalInfo) -> Result<(), BridgeError>;
+
+    /// Send a notice to the bridge admins' management rooms.
+    async fn notify_admins(&self, text: &str);
+}

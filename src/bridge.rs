@@ -1,0 +1,455 @@
+//! The runtime core: owns the config, store, homeserver client and modules,
+//! and wires them together. `run` is the testable entry point.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use passerelle_api::{Network, NetworkInfo};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::appservice::Transaction;
+use crate::config::Config;
+use crate::matrix::{Intent, MatrixClient, RetryPolicy};
+use crate::mxid;
+use crate::permissions::Permissions;
+use crate::portal::PortalQueues;
+use crate::registration::{NetworkNamespace, Registration};
+use crate::store::{Store, StoreOptions};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// What `/health` reports.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    pub ok: bool,
+    pub database: bool,
+    pub networks: Vec<String>,
+    pub queue_depth: i64,
+}
+
+/// The shared state of a running bridge.
+pub struct Bridge {
+    pub config: Config,
+    pub registration: Registration,
+    pub store: Store,
+    pub matrix: MatrixClient,
+    pub bot: Intent,
+    pub permissions: Permissions,
+    networks: BTreeMap<String, Arc<dyn Network>>,
+    infos: BTreeMap<String, NetworkInfo>,
+    pub(crate) queues: PortalQueues,
+    /// (room, user) pairs known to be joined, to skip redundant joins.
+    pub(crate) joined: Mutex<HashSet<(String, String)>>,
+    /// Users typing per room, to turn `m.typing` snapshots into changes.
+    pub(crate) typing: Mutex<HashMap<String, HashSet<String>>>,
+    /// Transactions are handled one at a time: a retried transaction waits
+    /// for the first attempt instead of racing it.
+    pub(crate) txn_lock: tokio::sync::Mutex<()>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Every long-lived task holds a clone; shutdown drops this one and waits
+    /// until all clones are gone.
+    task_guard: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl Bridge {
+    pub fn network(&self, id: &str) -> Option<&Arc<dyn Network>> {
+        self.networks.get(id)
+    }
+
+    pub fn networks(&self) -> impl Iterator<Item = (&String, &Arc<dyn Network>)> {
+        self.networks.iter()
+    }
+
+    pub fn info(&self, id: &str) -> Option<&NetworkInfo> {
+        self.infos.get(id)
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.config.homeserver.domain
+    }
+
+    pub fn bot_user_id(&self) -> String {
+        self.config.bot_user_id()
+    }
+
+    /// A guard for a long-lived task; `None` once shutdown has begun.
+    pub(crate) fn task_guard(&self) -> Option<mpsc::Sender<()>> {
+        self.task_guard.lock().expect("task guard lock").clone()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// The network whose namespace holds this (unescaped) localpart.
+    pub fn network_for_localpart(&self, localpart: &str) -> Option<(&String, &NetworkInfo)> {
+        self.infos
+            .iter()
+            .find(|(_, info)| localpart.starts_with(&info.namespace_prefix))
+    }
+
+    /// Whether a user id belongs to us (the bot or a ghost): its events are
+    /// echoes and must not be bridged back.
+    pub fn is_our_user(&self, user_id: &str) -> bool {
+        if user_id == self.bot_user_id() {
+            return true;
+        }
+        match (mxid::localpart_of(user_id), mxid::server_of(user_id)) {
+            (Some(local), Some(server)) if server == self.domain() => self
+                .infos
+                .values()
+                .any(|i| local.starts_with(&mxid::escape_localpart(&i.namespace_prefix))),
+            _ => false,
+        }
+    }
+
+    pub fn intent(&self, user_id: &str) -> anyhow::Result<Intent> {
+        let id =
+            ruma::UserId::parse(user_id).with_context(|| format!("invalid user id {user_id}"))?;
+        Ok(self.matrix.intent(id))
+    }
+
+    pub async fn health(&self) -> Health {
+        let database = self.store.count_portals().await.is_ok();
+        Health {
+            ok: database,
+            database,
+            networks: self.networks.keys().cloned().collect(),
+            queue_depth: self.queues.depth(),
+        }
+    }
+
+    /// Handles one appservice transaction: once per transaction id and once
+    /// per event id, also across restarts. Returns only when every event was
+    /// handled, so the homeserver's retry covers a crash in between.
+    pub async fn handle_transaction(
+        self: &Arc<Self>,
+        txn_id: &str,
+        txn: Transaction,
+    ) -> anyhow::Result<()> {
+        let _one_at_a_time = self.txn_lock.lock().await;
+        if self.store.is_txn_handled(txn_id).await? {
+            metrics::counter!("passerelle_transactions_total", "outcome" => "duplicate")
+                .increment(1);
+            tracing::debug!(txn_id, "transaction already handled");
+            return Ok(());
+        }
+        let mut waits = Vec::new();
+        let mut handled_ids = Vec::new();
+        for event in txn.events {
+            let Some(event_id) = event
+                .get("event_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            if self.store.is_event_handled(&event_id).await? {
+                tracing::debug!(event_id, "event already handled");
+                continue;
+            }
+            if let Some(wait) = self.dispatch_matrix_event(event).await? {
+                waits.push(wait);
+            }
+            handled_ids.push(event_id);
+        }
+        for wait in waits {
+            // A dropped sender means the worker gave up at shutdown; the event
+            // stays unmarked, so the homeserver's retry brings it back.
+            wait.await
+                .context("portal queue stopped before the event was handled")?;
+        }
+        let now = now_ms();
+        for event_id in &handled_ids {
+            self.store.claim_event(event_id, now).await?;
+        }
+        for ephemeral in txn.ephemeral {
+            self.handle_ephemeral(ephemeral);
+        }
+        self.store.mark_txn_handled(txn_id, now).await?;
+        metrics::counter!("passerelle_transactions_total", "outcome" => "handled").increment(1);
+        Ok(())
+    }
+
+    /// `GET /users/{userId}`: create the ghost if its module knows the user.
+    pub async fn query_user(self: &Arc<Self>, user_id: &str) -> anyhow::Result<bool> {
+        let (Some(local), Some(server)) = (mxid::localpart_of(user_id), mxid::server_of(user_id))
+        else {
+            return Ok(false);
+        };
+        if server != self.domain() {
+            return Ok(false);
+        }
+        let Some(local) = mxid::unescape_localpart(local) else {
+            return Ok(false);
+        };
+        let Some((network_id, _)) = self.network_for_localpart(&local) else {
+            return Ok(false);
+        };
+        let network = self.networks[network_id].clone();
+        match network.resolve_user(&local).await? {
+            Some(sender) => {
+                self.ensure_ghost(network_id, &sender).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// `GET /rooms/{alias}`: create the portal (with this alias) if its
+    /// module knows the chat.
+    pub async fn query_alias(self: &Arc<Self>, alias: &str) -> anyhow::Result<bool> {
+        let Some(rest) = alias.strip_prefix('#') else {
+            return Ok(false);
+        };
+        let Some((local, server)) = rest.rsplit_once(':') else {
+            return Ok(false);
+        };
+        if server != self.domain() {
+            return Ok(false);
+        }
+        let Some((network_id, _)) = self.network_for_localpart(local) else {
+            return Ok(false);
+        };
+        let network = self.networks[network_id].clone();
+        let Some(mut info) = network.resolve_alias(local).await? else {
+            return Ok(false);
+        };
+        info.alias_localpart = Some(local.to_owned());
+        Ok(self.ensure_portal_with(info).await?.is_some())
+    }
+
+    /// Sends a notice from the bot (never fails the caller).
+    pub async fn notice(&self, room_id: &str, text: &str, reply_to: Option<&str>) {
+        let Ok(room) = ruma::RoomId::parse(room_id) else {
+            return;
+        };
+        let mut content = crate::matrix::content::notice(text);
+        if let Some(event_id) = reply_to.and_then(|e| ruma::EventId::parse(e).ok()) {
+            content = crate::matrix::content::reply_to(content, &event_id);
+        }
+        if let Err(e) = self.bot.send(&room, "m.room.message", &content, None).await {
+            tracing::warn!(room_id, error = %e, "could not send notice");
+        }
+    }
+
+    /// Notices to the management rooms of users named as admins.
+    pub async fn notify_admins(&self, text: &str) {
+        for admin in self.permissions.admins() {
+            if let Ok(Some(user)) = self.store.matrix_user(admin).await
+                && let Some(room) = user.management_room
+            {
+                self.notice(&room, text, None).await;
+            }
+        }
+    }
+
+    /// Purges message-map rows older than the retention.
+    pub async fn purge_expired(&self) -> anyhow::Result<u64> {
+        let cutoff = now_ms() - self.config.privacy.message_retention.as_millis() as i64;
+        let counts = self.store.purge_before(cutoff).await?;
+        let total = counts.total();
+        metrics::counter!("passerelle_purged_rows_total").increment(total);
+        tracing::info!(rows = total, "retention purge done");
+        Ok(total)
+    }
+}
+
+/// The network namespaces a set of modules claims, for the registration.
+pub fn namespaces(networks: &[Arc<dyn Network>]) -> Vec<NetworkNamespace> {
+    networks
+        .iter()
+        .map(|n| {
+            let info = n.info();
+            NetworkNamespace {
+                id: info.id.as_str().to_owned(),
+                prefix: info.namespace_prefix,
+            }
+        })
+        .collect()
+}
+
+/// Runs the daemon until `shutdown` resolves, then finishes in-flight work.
+/// `listener` is the bound appservice listener (tests bind `127.0.0.1:0`).
+pub async fn run(
+    config: Config,
+    networks: Vec<Arc<dyn Network>>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let registration = Registration::load(&config.appservice.registration)?;
+    let store = Store::connect(
+        &config.database.url,
+        &StoreOptions {
+            max_connections: config.database.max_connections,
+            acquire_timeout: config.database.acquire_timeout,
+        },
+    )
+    .await
+    .context("opening the database")?;
+    let matrix = MatrixClient::new(
+        config.homeserver.url.clone(),
+        registration.as_token.clone(),
+        config.homeserver.domain.clone(),
+        RetryPolicy::default(),
+    )?;
+    let bot = matrix.bot(&config.appservice.bot_localpart)?;
+
+    let versions = matrix.versions().await.with_context(|| {
+        format!(
+            "homeserver at {} does not answer /versions",
+            config.homeserver.url
+        )
+    })?;
+    tracing::info!(versions = versions.len(), "homeserver reachable");
+    bot.ensure_registered()
+        .await
+        .context("registering the bot")?;
+    if let Err(e) = bot
+        .set_displayname(&config.appservice.bot_displayname)
+        .await
+    {
+        tracing::warn!(error = %e, "could not set the bot's display name");
+    }
+
+    let infos: BTreeMap<String, NetworkInfo> = networks
+        .iter()
+        .map(|n| (n.info().id.as_str().to_owned(), n.info()))
+        .collect();
+    let networks: BTreeMap<String, Arc<dyn Network>> = networks
+        .into_iter()
+        .map(|n| (n.info().id.as_str().to_owned(), n))
+        .collect();
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (task_guard, mut tasks_done) = mpsc::channel::<()>(1);
+    let bridge = Arc::new(Bridge {
+        permissions: config.permissions(),
+        config,
+        registration,
+        store,
+        matrix,
+        bot,
+        networks,
+        infos,
+        queues: PortalQueues::default(),
+        joined: Mutex::new(HashSet::new()),
+        typing: Mutex::new(HashMap::new()),
+        txn_lock: tokio::sync::Mutex::new(()),
+        shutdown: shutdown_rx.clone(),
+        task_guard: Mutex::new(Some(task_guard)),
+    });
+
+    crate::metrics::install();
+    if let Some(addr) = bridge.config.metrics.listen {
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding metrics.listen {addr}"))?;
+        let mut stop = shutdown_rx.clone();
+        let guard = bridge.task_guard();
+        let health_bridge = bridge.clone();
+        tokio::spawn(async move {
+            let app = axum::Router::new()
+                .route(
+                    "/metrics",
+                    axum::routing::get(|| async { crate::metrics::render() }),
+                )
+                .route(
+                    "/health",
+                    axum::routing::get(move || {
+                        let b = health_bridge.clone();
+                        async move {
+                            let h = b.health().await;
+                            let code = if h.ok {
+                                http::StatusCode::OK
+                            } else {
+                                http::StatusCode::SERVICE_UNAVAILABLE
+                            };
+                            (code, axum::Json(h))
+                        }
+                    }),
+                );
+            let _ = axum::serve(metrics_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            drop(guard);
+        });
+    }
+
+    let app = crate::appservice::router(bridge.clone());
+    let mut stop = shutdown_rx.clone();
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .into_future(),
+    );
+
+    match bridge
+        .matrix
+        .ping_appservice(
+            &bridge.config.appservice.id,
+            &format!("startup-{}", now_ms()),
+        )
+        .await
+    {
+        Ok(Some(ms)) => tracing::info!(
+            duration_ms = ms,
+            "homeserver reached us through the appservice ping"
+        ),
+        Ok(None) => {
+            tracing::warn!("homeserver has no appservice ping endpoint; skipping the check")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "appservice ping failed: check appservice.url and the registration")
+        }
+    }
+
+    for (id, network) in bridge.networks() {
+        let handle = crate::runtime::RuntimeHandle::new(bridge.clone(), id.clone());
+        network
+            .start(Arc::new(handle))
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the {id} module: {e}"))?;
+        tracing::info!(network = %id, "module started");
+    }
+
+    crate::retention::spawn_purge(bridge.clone());
+    tracing::info!("passerelle is running");
+
+    shutdown.await;
+    tracing::info!("shutting down: finishing in-flight work");
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    for (id, network) in bridge.networks() {
+        network.stop().await;
+        tracing::info!(network = %id, "module stopped");
+    }
+    bridge.queues.close();
+    bridge.task_guard.lock().expect("task guard lock").take();
+    drop(bridge);
+    if tokio::time::timeout(Duration::from_secs(30), async {
+        while tasks_done.recv().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("some tasks did not finish within 30 s");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

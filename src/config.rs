@@ -1,0 +1,408 @@
+//! The config file (`config.yaml`). Errors name the key, or the line and
+//! column for malformed YAML; values still equal to the example's
+//! placeholders are rejected.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+use crate::permissions::{PermissionLevel, Permissions};
+
+/// A config problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Malformed YAML or a wrong type; the message carries line and column.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("problem with `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+impl ConfigError {
+    pub fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Key {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole config file. Every key is documented in `config.example.yaml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub homeserver: HomeserverConfig,
+    pub appservice: AppserviceConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub permissions: BTreeMap<String, PermissionLevel>,
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    /// One section per network: `irc`, `slack`, `telegram`. Each module
+    /// parses and validates its own section.
+    #[serde(default)]
+    pub bridges: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeserverConfig {
+    /// Client-server API base URL.
+    pub url: Url,
+    /// The server name, the part after `:` in user ids.
+    pub domain: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppserviceConfig {
+    #[serde(default = "default_appservice_id")]
+    pub id: String,
+    /// Where we serve `/_matrix/app/v1`.
+    pub listen: SocketAddr,
+    /// How the homeserver reaches us (written into the registration).
+    pub url: Url,
+    /// The registration file holding the tokens.
+    #[serde(default = "default_registration")]
+    pub registration: PathBuf,
+    #[serde(default = "default_bot_localpart")]
+    pub bot_localpart: String,
+    #[serde(default = "default_bot_displayname")]
+    pub bot_displayname: String,
+    /// Largest transaction body accepted, in bytes (413 above).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://file.db` or `postgres://user:pass@host/db`; `env:NAME` reads
+    /// it from the environment.
+    #[serde(default = "default_database_url")]
+    pub url: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    #[serde(default = "default_acquire_timeout", deserialize_with = "duration")]
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Message-map rows older than this are purged (`30d`, `12h`).
+    #[serde(default = "default_retention", deserialize_with = "duration")]
+    pub message_retention: Duration,
+    /// How often the purge runs.
+    #[serde(default = "default_purge_interval", deserialize_with = "duration")]
+    pub purge_interval: Duration,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Prometheus `/metrics` and `/health`; off when absent.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// A tracing filter: `info`, `passerelle=debug,info`. `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+fn default_appservice_id() -> String {
+    "passerelle".to_owned()
+}
+fn default_registration() -> PathBuf {
+    PathBuf::from("registration.yaml")
+}
+fn default_bot_localpart() -> String {
+    "passerelle".to_owned()
+}
+fn default_bot_displayname() -> String {
+    "Passerelle".to_owned()
+}
+fn default_max_body_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_database_url() -> String {
+    "sqlite://passerelle.db".to_owned()
+}
+fn default_max_connections() -> u32 {
+    5
+}
+fn default_acquire_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+fn default_purge_interval() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: default_database_url(),
+            max_connections: default_max_connections(),
+            acquire_timeout: default_acquire_timeout(),
+        }
+    }
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            message_retention: default_retention(),
+            purge_interval: default_purge_interval(),
+        }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// `30d`, `12h`, `90s`, `500ms` (humantime).
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!("`{s}` is not a duration like 30d or 12h: {e}"))
+    })
+}
+
+/// Values of `config.example.yaml` that must be replaced before running.
+const PLACEHOLDERS: &[(&str, &str)] = &[("homeserver.domain", "example.org")];
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is for messages only.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.resolve_env()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Replaces `env:NAME` values of secrets with the environment variable.
+    fn resolve_env(&mut self) -> Result<(), ConfigError> {
+        self.database.url = resolve_env_value("database.url", &self.database.url)?;
+        for (name, section) in &mut self.bridges {
+            resolve_env_json(&format!("bridges.{name}"), section)?;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, placeholder) in PLACEHOLDERS {
+            if self.get_str(key) == Some(placeholder) {
+                return Err(ConfigError::key(
+                    *key,
+                    format!("still the example's placeholder `{placeholder}`: set your own value"),
+                ));
+            }
+        }
+        for user in self.permissions.keys() {
+            if user.ends_with(":example.org") || user == "example.org" {
+                return Err(ConfigError::key(
+                    format!("permissions.\"{user}\""),
+                    "still the example's placeholder: name your own users or server",
+                ));
+            }
+        }
+        if !matches!(self.homeserver.url.scheme(), "http" | "https") {
+            return Err(ConfigError::key(
+                "homeserver.url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if !matches!(self.appservice.url.scheme(), "http" | "https") {
+            return Err(ConfigError::key(
+                "appservice.url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if self.homeserver.domain.is_empty() || self.homeserver.domain.contains(['/', '@', ' ']) {
+            return Err(ConfigError::key(
+                "homeserver.domain",
+                "must be a server name like matrix.org",
+            ));
+        }
+        let local = &self.appservice.bot_localpart;
+        if local.is_empty() || crate::mxid::escape_localpart(local) != *local {
+            return Err(ConfigError::key(
+                "appservice.bot_localpart",
+                "must be lowercase letters, digits and ._-/",
+            ));
+        }
+        if self.appservice.id.is_empty() {
+            return Err(ConfigError::key("appservice.id", "must not be empty"));
+        }
+        if !(self.database.url.starts_with("sqlite:")
+            || self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::key(
+                "database.url",
+                "must start with sqlite:// or postgres://",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::key(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.privacy.message_retention.is_zero() {
+            return Err(ConfigError::key(
+                "privacy.message_retention",
+                "must be longer than zero",
+            ));
+        }
+        for (name, section) in &self.bridges {
+            if !section.is_object() {
+                return Err(ConfigError::key(
+                    format!("bridges.{name}"),
+                    "must be a mapping",
+                ));
+            }
+            if let Some(enabled) = section.get("enabled")
+                && !enabled.is_boolean()
+            {
+                return Err(ConfigError::key(
+                    format!("bridges.{name}.enabled"),
+                    "must be true or false",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn get_str(&self, key: &str) -> Option<&str> {
+        match key {
+            "homeserver.domain" => Some(&self.homeserver.domain),
+            _ => None,
+        }
+    }
+
+    pub fn permissions(&self) -> Permissions {
+        Permissions::new(self.permissions.clone())
+    }
+
+    /// The bot's full user id.
+    pub fn bot_user_id(&self) -> String {
+        format!(
+            "@{}:{}",
+            self.appservice.bot_localpart, self.homeserver.domain
+        )
+    }
+
+    /// Whether `bridges.<network>.enabled` is true.
+    pub fn network_enabled(&self, network: &str) -> bool {
+        self.bridges
+            .get(network)
+            .and_then(|s| s.get("enabled"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// The config section of a network, for its module to parse.
+    pub fn network_section(&self, network: &str) -> Option<&serde_json::Value> {
+        self.bridges.get(network)
+    }
+}
+
+fn resolve_env_value(key: &str, value: &str) -> Result<String, ConfigError> {
+    match value.strip_prefix("env:") {
+        Some(var) => std::env::var(var)
+            .map_err(|_| ConfigError::key(key, format!("environment variable `{var}` is not set"))),
+        None => Ok(value.to_owned()),
+    }
+}
+
+fn resolve_env_json(key: &str, value: &mut serde_json::Value) -> Result<(), ConfigError> {
+    match value {
+        serde_json::Value::String(s) if s.starts_with("env:") => {
+            *s = resolve_env_value(key, s)?;
+        }
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                resolve_env_json(&format!("{key}.{k}"), v)?;
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                resolve_env_json(&format!("{key}[{i}]"), v)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Deserialises a module's section into its typed config, naming the key on
+/// error: "problem with `bridges.irc.networks.libera.port`: …".
+pub fn parse_section<T: serde::de::DeserializeOwned>(
+    prefix: &str,
+    section: &serde_json::Value,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(section).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}.{path}")
+        };
+        ConfigError::key(key, e.into_inner().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+use std::path::Path;
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../config.example.yaml");
+
+fn filled_example() -> String {
+    EXAMPLE.replace("example.org", "my.server")
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("config.yaml"))
+}
+
+#[test]
+fn example_passes_once_placeholders_are_filled() {
+    let config = parse(&filled_example()).unwrap();
+    assert_eq!(config.homeserver.domain, "my.server");
+    assert_eq!(config.appservice.bot_localpart, "passerelle");
+    assert_eq!(
+        config.privacy.message_retention,
+        Duration::from_secs(30 * 86400)
+    );
+    assert_eq!(config.database.acquire_timeout, Duration::from_secs(30));
+    assert_eq!(
+        config.permissions().level("@admin:my.server"),
+        PermissionLevel::Admin
+    );
+    assert_eq!(config.bot_user_id(), "@passerelle:my.server");
+    assert!(!config.network_enabled("irc"));
+}
+
+#[test]
+fn example_as_is_is_rejected_for_its_placeholder() {
+    let err = parse(EXAMPLE).unwrap_err().to_string();
+    assert!(
+        err.contains("`homeserver.domain`") && err.contains("placeholder"),
+        "{err}"
+    );
+}
+
+#[test]
+fn placeholder_permissions_are_rejected() {
+    let text = filled_example().replace("\"@admin:my.server\"", "\"@admin:example.org\"");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("permissions") && err.contains("placeholder"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_yaml_gives_line_and_column() {
+    let text = "homeserver:\n  url: http://x\n  domain: [unclosed\n";
+    let err = parse(text).unwrap_err().to_string();
+    assert!(
+        err.contains("line") || err.contains(":3:"),
+        "no position in: {err}"
+    );
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let text = filled_example().replace(
+        "  bot_displayname: Passerelle",
+        "  bot_displayname: Passerelle\n  bot_nmae: x",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("bot_nmae"), "{err}");
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let text = filled_example().replace("max_connections: 5", "max_connections: many");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("max_connections"), "{err}");
+}
+
+#[test]
+fn bad_duration_is_explained() {
+    let text = filled_example().replace("message_retention: 30d", "message_retention: soon");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("soon") && err.contains("duration"), "{err}");
+}
+
+#[test]
+fn semantic_checks_name_the_key() {
+    let cases = [
+        (
+            "url: sqlite://passerelle.db",
+            "url: mysql://x",
+            "`database.url`",
+        ),
+        (
+            "bot_localpart: passerelle",
+            "bot_localpart: Bad Bot",
+            "`appservice.bot_localpart`",
+        ),
+        (
+            "max_connections: 5",
+            "max_connections: 0",
+            "`database.max_connections`",
+        ),
+        (
+            "  irc:\n    enabled: false",
+            "  irc:\n    enabled: yes please",
+            "`bridges.irc.enabled`",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let text = filled_example().replace(from, to);
+        assert_ne!(text, filled_example(), "replacement {from:?} did not apply");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(key), "expected {key} in: {err}");
+    }
+}
+
+#[test]
+fn secrets_come_from_the_environment() {
+    // SAFETY: the variable name is unique to this test.
+    unsafe { std::env::set_var("PASSERELLE_TEST_DB_URL_1", "postgres://u:p@h/db") };
+    let text = filled_example().replace(
+        "url: sqlite://passerelle.db",
+        "url: env:PASSERELLE_TEST_DB_URL_1",
+    );
+    assert_eq!(parse(&text).unwrap().database.url, "postgres://u:p@h/db");
+    let text = filled_example().replace(
+        "url: sqlite://passerelle.db",
+        "url: env:PASSERELLE_TEST_UNSET_VAR",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("`database.url`") && err.contains("PASSERELLE_TEST_UNSET_VAR"),
+        "{err}"
+    );
+}
+
+#[test]
+fn module_sections_name_the_nested_key() {
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Net {
+        port: u16,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Irc {
+        networks: BTreeMap<String, Net>,
+    }
+    let section = serde_json::json!({"networks": {"libera": {"port": "many"}}});
+    let err = parse_section::<Irc>("bridges.irc", &section)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`bridges.irc.networks.libera.port`"), "{err}");
+}

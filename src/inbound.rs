@@ -1,0 +1,700 @@
+//! Matrix -> remote: turns homeserver events into [`MatrixEvent`]s for
+//! modules, after echo, permission, login/relay and capability checks.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use passerelle_api::{
+    ErrorKind, MatrixEvent, MatrixEventKind, MatrixSender, MessageContent, MessageKind,
+    PermissionLevel, RemoteMedia, RemoteMessageId, Via,
+};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::bridge::{Bridge, now_ms};
+use crate::portal::Job;
+use crate::store::{MessageRow, PortalRow, ReactionRow};
+
+/// What to record in the message map once the module delivered.
+#[derive(Debug)]
+pub(crate) enum Record {
+    Message {
+        reply_to_event: Option<String>,
+        thread_root_event: Option<String>,
+    },
+    Reaction {
+        target: RemoteMessageId,
+        key: String,
+    },
+    RemoveMessage {
+        target: RemoteMessageId,
+    },
+    RemoveReaction {
+        reaction_event: String,
+    },
+    Nothing,
+}
+
+#[derive(Debug)]
+pub(crate) struct MatrixJob {
+    pub event: MatrixEvent,
+    pub room_id: String,
+    pub record: Record,
+}
+
+/// How often a retryable module failure is tried before the user is told.
+const MODULE_ATTEMPTS: u32 = 3;
+
+fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer).and_then(Value::as_str)
+}
+
+/// Removes the reply fallback (`> <@user> …` lines) that older clients put
+/// in front of a reply's body.
+pub(crate) fn strip_reply_fallback(body: &str) -> &str {
+    if !body.starts_with("> ") {
+        return body;
+    }
+    let mut rest = body;
+    while let Some(line_end) = rest.find('\n') {
+        if rest.starts_with("> ") || rest.starts_with(">\n") {
+            rest = &rest[line_end + 1..];
+        } else {
+            break;
+        }
+    }
+    rest.strip_prefix('\n').unwrap_or(rest)
+}
+
+/// Removes `<mx-reply>…</mx-reply>` from formatted bodies.
+pub(crate) fn strip_html_reply_fallback(html: &str) -> String {
+    match (html.find("<mx-reply>"), html.find("</mx-reply>")) {
+        (Some(start), Some(end)) if end > start => {
+            format!("{}{}", &html[..start], &html[end + "</mx-reply>".len()..])
+        }
+        _ => html.to_owned(),
+    }
+}
+
+impl Bridge {
+    /// Handles one event of a transaction. Returns a receiver when the event
+    /// went to a portal queue: the transaction is acknowledged after it fires.
+    pub(crate) async fn dispatch_matrix_event(
+        self: &Arc<Self>,
+        event: Value,
+    ) -> anyhow::Result<Option<oneshot::Receiver<()>>> {
+        let (Some(event_type), Some(sender), Some(room_id)) = (
+            str_at(&event, "/type"),
+            str_at(&event, "/sender"),
+            str_at(&event, "/room_id"),
+        ) else {
+            return Ok(None);
+        };
+        let (event_type, sender, room_id) =
+            (event_type.to_owned(), sender.to_owned(), room_id.to_owned());
+        if event_type == "m.room.member"
+            && str_at(&event, "/state_key") == Some(&self.bot_user_id())
+        {
+            self.handle_bot_membership(&event, &sender, &room_id)
+                .await?;
+            return Ok(None);
+        }
+        if self.is_our_user(&sender) {
+            metrics::counter!("passerelle_echoes_dropped_total").increment(1);
+            return Ok(None);
+        }
+        let event_id = str_at(&event, "/event_id").unwrap_or_default().to_owned();
+        if event_type == "m.room.message"
+            && let Some(body) = str_at(&event, "/content/body")
+            && let Some(command) = self.command_line(&room_id, &sender, body).await?
+        {
+            let reply = self.run_command(&room_id, &sender, &command).await;
+            self.notice(&room_id, &reply, Some(&event_id)).await;
+            return Ok(None);
+        }
+        let Some(portal) = self.store.portal_by_room(&room_id).await? else {
+            return Ok(None);
+        };
+        let network_id = portal.key.network.as_str().to_owned();
+        let level = self.permissions.level(&sender);
+        let is_message = matches!(
+            event_type.as_str(),
+            "m.room.message" | "m.reaction" | "m.room.redaction"
+        );
+        if level < PermissionLevel::Relay {
+            if is_message {
+                self.notice(
+                    &room_id,
+                    "You are not allowed to use this bridge, so your message was not bridged.",
+                    Some(&event_id),
+                )
+                .await;
+            }
+            return Ok(None);
+        }
+        let Some((kind, record)) = self.convert(&portal, &event_type, &event).await? else {
+            return Ok(None);
+        };
+        let via = match self.store.login(&portal.key.network, &sender).await? {
+            Some(login) => Via::Login {
+                login_id: login.login_id,
+            },
+            None if portal.relay => Via::Relay,
+            None => {
+                if is_message {
+                    let text = format!(
+                        "Your message was not bridged: log in to {network_id} first (`login {network_id}`); this room has no relay."
+                    );
+                    self.notice(&room_id, &text, Some(&event_id)).await;
+                }
+                return Ok(None);
+            }
+        };
+        if let Some(reason) = self.unsupported(&network_id, &kind) {
+            self.notice(&room_id, &reason, Some(&event_id)).await;
+            return Ok(None);
+        }
+        let display_name = self.display_name(&room_id, &sender).await;
+        let job = MatrixJob {
+            event: MatrixEvent {
+                portal: portal.key.clone(),
+                sender: MatrixSender {
+                    mxid: sender.clone(),
+                    display_name,
+                    avatar_url: None,
+                },
+                via,
+                event_id,
+                ts: event
+                    .get("origin_server_ts")
+                    .and_then(Value::as_u64)
+                    .unwrap_or_default(),
+                kind,
+            },
+            room_id,
+            record,
+        };
+        let (done, wait) = oneshot::channel();
+        if !self.push_job(
+            portal.key.clone(),
+            Job::Matrix {
+                job: Box::new(job),
+                done,
+            },
+        ) {
+            anyhow::bail!("shutting down");
+        }
+        Ok(Some(wait))
+    }
+
+    /// The sender's display name in the room, else the localpart.
+    async fn display_name(&self, room_id: &str, user_id: &str) -> String {
+        let fallback = crate::mxid::localpart_of(user_id)
+            .unwrap_or(user_id)
+            .to_owned();
+        let Ok(room) = ruma::RoomId::parse(room_id) else {
+            return fallback;
+        };
+        match self.bot.state_event(&room, "m.room.member", user_id).await {
+            Ok(Some(member)) => member
+                .get("displayname")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or(fallback),
+            _ => fallback,
+        }
+    }
+
+    /// A notice text when the network cannot do this at all.
+    fn unsupported(&self, network_id: &str, kind: &MatrixEventKind) -> Option<String> {
+        let info = self.info(network_id)?;
+        let caps = &info.capabilities;
+        let what = match kind {
+            MatrixEventKind::Edit { .. } if !caps.edits => "edits",
+            MatrixEventKind::Redaction { .. } if !caps.redactions => "deleting messages",
+            MatrixEventKind::Reaction { .. } | MatrixEventKind::ReactionRedaction { .. }
+                if !caps.reactions =>
+            {
+                "reactions"
+            }
+            MatrixEventKind::Message(c) if c.media.is_some() && !caps.media => "files",
+            _ => return None,
+        };
+        Some(format!(
+            "{} does not support {what}; it was not bridged.",
+            info.display_name
+        ))
+    }
+
+    async fn remote_id_of(
+        &self,
+        event_id: Option<&str>,
+    ) -> anyhow::Result<Option<(RemoteMessageId, String)>> {
+        let Some(event_id) = event_id else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .message_by_event(event_id)
+            .await?
+            .map(|m| (m.remote_id, m.event_id)))
+    }
+
+    /// Converts a Matrix event; `None` for events modules do not get.
+    async fn convert(
+        &self,
+        portal: &PortalRow,
+        event_type: &str,
+        event: &Value,
+    ) -> anyhow::Result<Option<(MatrixEventKind, Record)>> {
+        let content = event.get("content").cloned().unwrap_or(Value::Null);
+        Ok(match event_type {
+            "m.room.message" => {
+                let relates = content.get("m.relates_to");
+                if relates
+                    .and_then(|r| r.get("rel_type"))
+                    .and_then(Value::as_str)
+                    == Some("m.replace")
+                {
+                    let target = relates
+                        .and_then(|r| r.get("event_id"))
+                        .and_then(Value::as_str);
+                    let Some((target, _)) = self.remote_id_of(target).await? else {
+                        return Ok(None);
+                    };
+                    let new_content = content.get("m.new_content").unwrap_or(&content);
+                    let Some(message) = message_content(new_content) else {
+                        return Ok(None);
+                    };
+                    Some((
+                        MatrixEventKind::Edit {
+                            target,
+                            content: message,
+                        },
+                        Record::Nothing,
+                    ))
+                } else {
+                    let Some(mut message) = message_content(&content) else {
+                        return Ok(None);
+                    };
+                    let reply = relates
+                        .and_then(|r| r.pointer("/m.in_reply_to/event_id"))
+                        .and_then(Value::as_str);
+                    let is_thread = relates
+                        .and_then(|r| r.get("rel_type"))
+                        .and_then(Value::as_str)
+                        == Some("m.thread");
+                    let thread_root = if is_thread {
+                        relates
+                            .and_then(|r| r.get("event_id"))
+                            .and_then(Value::as_str)
+                    } else {
+                        None
+                    };
+                    let is_fallback = relates
+                        .and_then(|r| r.get("is_falling_back"))
+                        .and_then(Value::as_bool)
+                        == Some(true);
+                    let reply = if is_thread && is_fallback {
+                        None
+                    } else {
+                        reply
+                    };
+                    let reply = self.remote_id_of(reply).await?;
+                    let thread = self.remote_id_of(thread_root).await?;
+                    message.reply_to = reply.as_ref().map(|(id, _)| id.clone());
+                    message.thread_root = thread.as_ref().map(|(id, _)| id.clone());
+                    Some((
+                        MatrixEventKind::Message(message),
+                        Record::Message {
+                            reply_to_event: reply.map(|(_, e)| e),
+                            thread_root_event: thread.map(|(_, e)| e),
+                        },
+                    ))
+                }
+            }
+            "m.reaction" => {
+                let target = str_at(&content, "/m.relates_to/event_id");
+                let Some(key) = str_at(&content, "/m.relates_to/key").map(str::to_owned) else {
+                    return Ok(None);
+                };
+                let Some((target, _)) = self.remote_id_of(target).await? else {
+                    return Ok(None);
+                };
+                Some((
+                    MatrixEventKind::Reaction {
+                        target: target.clone(),
+                        key: key.clone(),
+                    },
+                    Record::Reaction { target, key },
+                ))
+            }
+            "m.room.redaction" => {
+                let redacts = event
+                    .get("redacts")
+                    .and_then(Value::as_str)
+                    .or_else(|| str_at(&content, "/redacts"));
+                let Some(redacts) = redacts else {
+                    return Ok(None);
+                };
+                if let Some(message) = self.store.message_by_event(redacts).await? {
+                    if message.portal != portal.key {
+                        return Ok(None);
+                    }
+                    Some((
+                        MatrixEventKind::Redaction {
+                            target: message.remote_id.clone(),
+                        },
+                        Record::RemoveMessage {
+                            target: message.remote_id,
+                        },
+                    ))
+                } else if let Some(reaction) = self.store.reaction_by_event(redacts).await? {
+                    Some((
+                        MatrixEventKind::ReactionRedaction {
+                            target: reaction.target_remote_id,
+                            key: reaction.key,
+                        },
+                        Record::RemoveReaction {
+                            reaction_event: reaction.event_id,
+                        },
+                    ))
+                } else {
+                    None
+                }
+            }
+            "m.room.member" => {
+                let state_key = str_at(event, "/state_key").unwrap_or_default();
+                let sender = str_at(event, "/sender").unwrap_or_default();
+                let membership = str_at(&content, "/membership").unwrap_or_default();
+                match membership {
+                    "join" if state_key == sender => Some((MatrixEventKind::Join, Record::Nothing)),
+                    "leave" if state_key == sender => {
+                        Some((MatrixEventKind::Leave, Record::Nothing))
+                    }
+                    "leave" | "ban" => {
+                        let Some(ghost) = self.store.ghost_by_mxid(state_key).await? else {
+                            return Ok(None);
+                        };
+                        Some((
+                            MatrixEventKind::Kick {
+                                target: ghost.remote_id,
+                                reason: str_at(&content, "/reason").map(str::to_owned),
+                            },
+                            Record::Nothing,
+                        ))
+                    }
+                    _ => None,
+                }
+            }
+            "m.room.topic" => {
+                let topic = str_at(&content, "/topic").unwrap_or_default().to_owned();
+                Some((MatrixEventKind::Topic { topic }, Record::Nothing))
+            }
+            _ => None,
+        })
+    }
+
+    /// Runs a queued Matrix event through its module, records the mapping,
+    /// and tells the sender when it could not be delivered.
+    pub(crate) async fn deliver_matrix(self: &Arc<Self>, job: MatrixJob) {
+        let network_id = job.event.portal.network.as_str().to_owned();
+        let Some(network) = self.network(&network_id).cloned() else {
+            return;
+        };
+        let kind = job.event.kind.name();
+        metrics::counter!("passerelle_events_in_total", "network" => network_id.clone(), "direction" => "matrix_to_remote")
+            .increment(1);
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            match network.handle_matrix(job.event.clone()).await {
+                Err(e)
+                    if e.kind == ErrorKind::Retryable
+                        && attempt < MODULE_ATTEMPTS
+                        && !self.is_shutting_down() =>
+                {
+                    let delay = e
+                        .retry_after
+                        .unwrap_or(Duration::from_millis(500 * 2u64.pow(attempt)));
+                    tracing::info!(network = %network_id, kind, attempt, "module asked to retry");
+                    tokio::time::sleep(delay.min(Duration::from_secs(30))).await;
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok(delivered) => {
+                metrics::counter!("passerelle_events_out_total", "network" => network_id, "direction" => "matrix_to_remote")
+                    .increment(1);
+                if let Err(e) = self.record(&job, delivered.remote_id).await {
+                    tracing::error!(error = %e, "could not record the message map");
+                }
+            }
+            Err(e) => {
+                metrics::counter!("passerelle_events_failed_total", "network" => network_id.clone(), "direction" => "matrix_to_remote")
+                    .increment(1);
+                tracing::warn!(network = %network_id, kind, error = %e, "Matrix event not delivered");
+                let display = self
+                    .info(&network_id)
+                    .map(|i| i.display_name.clone())
+                    .unwrap_or(network_id);
+                let text = format!("⚠️ Not delivered to {display}: {}", e.message);
+                self.notice(&job.room_id, &text, Some(&job.event.event_id))
+                    .await;
+            }
+        }
+    }
+
+    async fn record(
+        &self,
+        job: &MatrixJob,
+        remote_id: Option<RemoteMessageId>,
+    ) -> anyhow::Result<()> {
+        let portal = &job.event.portal;
+        match &job.record {
+            Record::Message {
+                reply_to_event,
+                thread_root_event,
+            } => {
+                if let Some(remote_id) = remote_id {
+                    self.store
+                        .insert_message(&MessageRow {
+                            portal: portal.clone(),
+                            remote_id,
+                            part: 0,
+                            room_id: job.room_id.clone(),
+                            event_id: job.event.event_id.clone(),
+                            sender_mxid: job.event.sender.mxid.clone(),
+                            ts: job.event.ts as i64,
+                            reply_to_event: reply_to_event.clone(),
+                            thread_root_event: thread_root_event.clone(),
+                        })
+                        .await?;
+                }
+            }
+            Record::Reaction { target, key } => {
+                self.store
+                    .insert_reaction(&ReactionRow {
+                        portal: portal.clone(),
+                        target_remote_id: target.clone(),
+                        sender: job.event.sender.mxid.clone(),
+                        key: key.clone(),
+                        event_id: job.event.event_id.clone(),
+                        remote_id: remote_id.map(|id| id.to_string()),
+                        ts: job.event.ts as i64,
+                    })
+                    .await?;
+            }
+            Record::RemoveMessage { target } => self.store.delete_message(portal, target).await?,
+            Record::RemoveReaction { reaction_event } => {
+                self.store.delete_reaction_by_event(reaction_event).await?
+            }
+            Record::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// The bot was invited, or its membership changed.
+    async fn handle_bot_membership(
+        self: &Arc<Self>,
+        event: &Value,
+        sender: &str,
+        room_id: &str,
+    ) -> anyhow::Result<()> {
+        if str_at(event, "/content/membership") != Some("invite") {
+            return Ok(());
+        }
+        let room = ruma::RoomId::parse(room_id)?;
+        if self.permissions.level(sender) < PermissionLevel::User {
+            tracing::info!(
+                room_id,
+                "refusing an invite from a user without the user permission"
+            );
+            self.bot.leave(&room).await?;
+            return Ok(());
+        }
+        self.bot.join(&ruma::RoomOrAliasId::parse(room_id)?).await?;
+        let is_direct = event.pointer("/content/is_direct").and_then(Value::as_bool) == Some(true);
+        if is_direct {
+            let mut user = self.store.matrix_user(sender).await?.unwrap_or_else(|| {
+                crate::store::MatrixUserRow {
+                    mxid: sender.to_owned(),
+                    management_room: None,
+                    metadata: serde_json::json!({}),
+                    created_ts: now_ms(),
+                }
+            });
+            user.management_room = Some(room_id.to_owned());
+            self.store.upsert_matrix_user(&user).await?;
+            self.notice(
+                room_id,
+                "Hello! I am the Passerelle bridge bot. This is your management room: send `help` to see what I can do.",
+                None,
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// `m.typing` snapshots become started/stopped typing events for portals.
+    pub(crate) fn handle_ephemeral(self: &Arc<Self>, event: Value) {
+        if str_at(&event, "/type") != Some("m.typing") {
+            return;
+        }
+        let Some(room_id) = str_at(&event, "/room_id").map(str::to_owned) else {
+            return;
+        };
+        let now: HashSet<String> = event
+            .pointer("/content/user_ids")
+            .and_then(Value::as_array)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .filter(|u| !self.is_our_user(u))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let changes: Vec<(String, bool)> = {
+            let mut typing = self.typing.lock().expect("typing lock");
+            let before = typing.entry(room_id.clone()).or_default();
+            let started = now.difference(before).map(|u| (u.clone(), true));
+            let stopped = before.difference(&now).map(|u| (u.clone(), false));
+            let changes = started.chain(stopped).collect();
+            *before = now;
+            changes
+        };
+        if changes.is_empty() {
+            return;
+        }
+        let bridge = self.clone();
+        tokio::spawn(async move {
+            let Ok(Some(portal)) = bridge.store.portal_by_room(&room_id).await else {
+                return;
+            };
+            let Some(info) = bridge.info(portal.key.network.as_str()) else {
+                return;
+            };
+            if !info.capabilities.typing {
+                return;
+            }
+            for (user, typing) in changes {
+                let Ok(Some(login)) = bridge.store.login(&portal.key.network, &user).await else {
+                    continue; // typing through the relay would show the bot typing
+                };
+                let job = MatrixJob {
+                    event: MatrixEvent {
+                        portal: portal.key.clone(),
+                        sender: MatrixSender {
+                            display_name: user.clone(),
+                            mxid: user,
+                            avatar_url: None,
+                        },
+                        via: Via::Login {
+                            login_id: login.login_id,
+                        },
+                        event_id: String::new(),
+                        ts: now_ms() as u64,
+                        kind: MatrixEventKind::Typing { typing },
+                    },
+                    room_id: room_id.clone(),
+                    record: Record::Nothing,
+                };
+                let (done, _) = oneshot::channel();
+                bridge.push_job(
+                    portal.key.clone(),
+                    Job::Matrix {
+                        job: Box::new(job),
+                        done,
+                    },
+                );
+            }
+        });
+    }
+}
+
+/// `m.room.message` content to [`MessageContent`]; `None` for unknown types.
+pub(crate) fn message_content(content: &Value) -> Option<MessageContent> {
+    let msgtype = str_at(content, "/msgtype")?;
+    let body = strip_reply_fallback(str_at(content, "/body").unwrap_or_default()).to_owned();
+    let html = (str_at(content, "/format") == Some("org.matrix.custom.html"))
+        .then(|| str_at(content, "/formatted_body").map(strip_html_reply_fallback))
+        .flatten();
+    let mut message = MessageContent {
+        body,
+        html,
+        ..MessageContent::default()
+    };
+    match msgtype {
+        "m.text" => {}
+        "m.notice" => message.kind = MessageKind::Notice,
+        "m.emote" => message.kind = MessageKind::Emote,
+        "m.image" | "m.file" | "m.audio" | "m.video" => {
+            let url = str_at(content, "/url")?;
+            message.media = Some(RemoteMedia {
+                filename: str_at(content, "/filename")
+                    .unwrap_or(&message.body)
+                    .to_owned(),
+                mime_type: str_at(content, "/info/mimetype").map(str::to_owned),
+                size: content.pointer("/info/size").and_then(Value::as_u64),
+                mxc: Some(url.to_owned()),
+                remote_ref: None,
+            });
+        }
+        _ => return None,
+    }
+    Some(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn reply_fallbacks_are_stripped() {
+        assert_eq!(
+            strip_reply_fallback("> <@a:b> hi\n> more\n\nanswer"),
+            "answer"
+        );
+        assert_eq!(
+            strip_reply_fallback("plain\n> not a fallback"),
+            "plain\n> not a fallback"
+        );
+        assert_eq!(
+            strip_html_reply_fallback(
+                "<mx-reply><blockquote>x</blockquote></mx-reply><b>answer</b>"
+            ),
+            "<b>answer</b>"
+        );
+    }
+
+    #[test]
+    fn message_content_table() {
+        let text = message_content(&json!({"msgtype": "m.text", "body": "hi"})).unwrap();
+        assert_eq!(
+            (text.kind, text.body.as_str(), text.html),
+            (MessageKind::Text, "hi", None)
+        );
+        let emote = message_content(&json!({"msgtype": "m.emote", "body": "waves",
+            "format": "org.matrix.custom.html", "formatted_body": "<i>waves</i>"}))
+        .unwrap();
+        assert_eq!(emote.kind, MessageKind::Emote);
+        assert_eq!(emote.html.as_deref(), Some("<i>waves</i>"));
+        let image = message_content(
+            &json!({"msgtype": "m.image", "body": "cat.png", "url": "mxc://s/id",
+            "info": {"mimetype": "image/png", "size": 12}}),
+        )
+        .unwrap();
+        let media = image.media.unwrap();
+        assert_eq!(
+            (media.mxc.as_deref(), media.size, media.filename.as_str()),
+            (Some("mxc://s/id"), Some(12), "cat.png")
+        );
+        assert!(message_content(&json!({"msgtype": "m.location", "body": "x"})).is_none());
+        assert!(message_content(&json!({"body": "no msgtype"})).is_none());
+    }
+}

@@ -1,0 +1,23 @@
+//! The client-server API client (us -> homeserver).
+//!
+//! [`MatrixClient`] holds the homeserver URL, the appservice's `as_token`
+//! and the retry policy; every call goes through one request function that
+//! authenticates (`Authorization: Bearer`), masquerades ghosts
+//! (`?user_id=`), percent-encodes each path segment, retries 429/5xx and
+//! connection errors with backoff, and records metrics. [`Intent`] is one
+//! user of ours (the bot or a ghost) and carries the per-user calls.
+//! [`content`] builds event content JSON without any I/O.
+//!
+//! Room ids are opaque: room version 12 ids have no `:server` part, so none
+//! is ever parsed out of them.
+
+mod client;
+pub mod content;
+mod error;
+mod intent;
+#[cfg(test)]
+mod mock;
+
+pub use client::{MatrixClient, RetryPolicy};
+pub use error::{Error, Result};
+pub use intent::{CreateRoom, InitialStateEvent, Intent, Profile, RoomPreset, RoomVisibility};

@@ -1,0 +1,605 @@
+//! Portals: one ordered queue per portal (both directions), portals in
+//! parallel; creating portal rooms; bridging remote events into Matrix.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use passerelle_api::{
+    BridgeError, MessageContent, MessageKind, PortalInfo, PortalKey, PortalKind, RemoteEvent,
+    RemoteEventKind,
+};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::bridge::{Bridge, now_ms};
+use crate::inbound::MatrixJob;
+use crate::matrix::content;
+use crate::store::{MessageRow, PortalRow, ReactionRow};
+
+/// A worker with nothing to do for this long exits; the next job starts a new one.
+const IDLE_WORKER: Duration = Duration::from_secs(300);
+
+pub(crate) enum Job {
+    Remote {
+        event: Box<RemoteEvent>,
+        done: oneshot::Sender<Result<Option<String>, BridgeError>>,
+    },
+    Matrix {
+        job: Box<MatrixJob>,
+        done: oneshot::Sender<()>,
+    },
+}
+
+#[derive(Default)]
+pub(crate) struct PortalQueues {
+    senders: Mutex<HashMap<PortalKey, mpsc::UnboundedSender<Job>>>,
+    depth: AtomicI64,
+    closed: AtomicBool,
+    /// Serialises portal room creation so two events cannot create two rooms.
+    pub(crate) create_lock: tokio::sync::Mutex<()>,
+}
+
+impl PortalQueues {
+    pub fn depth(&self) -> i64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    fn add_depth(&self, delta: i64) {
+        let now = self.depth.fetch_add(delta, Ordering::Relaxed) + delta;
+        metrics::gauge!("passerelle_queue_depth").set(now as f64);
+    }
+
+    /// Stops accepting jobs; workers finish what they hold and exit.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.senders.lock().expect("queue lock").clear();
+    }
+}
+
+/// Whether an error is worth retrying (homeserver down or overloaded,
+/// database connection lost) rather than reporting.
+pub(crate) fn is_transient(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        if let Some(e) = cause.downcast_ref::<crate::matrix::Error>() {
+            return e.is_transient();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::store::Error>() {
+            return e.is_transient();
+        }
+        false
+    })
+}
+
+impl Bridge {
+    /// Queues a job on its portal's ordered queue. Returns false when the
+    /// bridge is shutting down (the job's `done` is dropped).
+    pub(crate) fn push_job(self: &Arc<Self>, key: PortalKey, job: Job) -> bool {
+        if self.queues.closed.load(Ordering::SeqCst) {
+            return false;
+        }
+        let mut senders = self.queues.senders.lock().expect("queue lock");
+        self.queues.add_depth(1);
+        let job = match senders.get(&key) {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return true,
+                Err(mpsc::error::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(job).expect("fresh channel");
+        senders.insert(key.clone(), tx);
+        let guard = self.task_guard();
+        tokio::spawn(worker(self.clone(), key, rx, guard));
+        true
+    }
+
+    /// Remote -> Matrix with the portal queue's retry: a homeserver outage
+    /// delays delivery, it does not lose it.
+    async fn deliver_remote(
+        self: &Arc<Self>,
+        event: RemoteEvent,
+    ) -> Result<Option<String>, BridgeError> {
+        let network = event.portal.network.as_str().to_owned();
+        let kind = event.kind_name();
+        metrics::counter!("passerelle_events_in_total", "network" => network.clone(), "direction" => "remote_to_matrix")
+            .increment(1);
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match self.bridge_remote_event(&event).await {
+                Ok(event_id) => {
+                    metrics::counter!("passerelle_events_out_total", "network" => network, "direction" => "remote_to_matrix")
+                        .increment(1);
+                    return Ok(event_id);
+                }
+                Err(e) if is_transient(&e) && !self.is_shutting_down() => {
+                    tracing::warn!(portal = %event.portal, kind, error = %e, retry_in = ?delay, "homeserver unavailable, will retry");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                }
+                Err(e) => {
+                    metrics::counter!("passerelle_events_failed_total", "network" => network, "direction" => "remote_to_matrix")
+                        .increment(1);
+                    tracing::warn!(portal = %event.portal, kind, error = %e, "remote event not bridged");
+                    return Err(match e.downcast::<BridgeError>() {
+                        Ok(be) => be,
+                        Err(e) if is_transient(&e) => {
+                            BridgeError::retryable("homeserver unavailable")
+                        }
+                        Err(_) => BridgeError::permanent("could not bridge the event to Matrix"),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The portal of a remote chat, creating its room when the module wants it
+    /// bridged. `None`: not bridged.
+    pub(crate) async fn ensure_portal(
+        self: &Arc<Self>,
+        key: &PortalKey,
+    ) -> anyhow::Result<Option<PortalRow>> {
+        if let Some(row) = self.store.portal(key).await?
+            && row.room_id.is_some()
+        {
+            return Ok(Some(row));
+        }
+        let network = self
+            .network(key.network.as_str())
+            .with_context(|| format!("no module for network {}", key.network))?
+            .clone();
+        match network.portal_info(key).await? {
+            Some(info) => self.ensure_portal_with(info).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Creates the portal room for `info` unless it exists.
+    pub(crate) async fn ensure_portal_with(
+        self: &Arc<Self>,
+        info: PortalInfo,
+    ) -> anyhow::Result<Option<PortalRow>> {
+        let _creating = self.queues.create_lock.lock().await;
+        if let Some(row) = self.store.portal(&info.key).await?
+            && row.room_id.is_some()
+        {
+            return Ok(Some(row));
+        }
+        let room_id = self.create_portal_room(&info).await?;
+        let row = PortalRow {
+            key: info.key.clone(),
+            room_id: Some(room_id.clone()),
+            kind: info.kind,
+            name: info.name.clone(),
+            relay: info.relay,
+            disappear_after_ms: None,
+            metadata: json!({}),
+            created_ts: now_ms(),
+        };
+        self.store.upsert_portal(&row).await?;
+        tracing::info!(portal = %info.key, room_id, "portal created");
+        Ok(Some(row))
+    }
+
+    /// Links an existing Matrix room to a remote chat (the `link` command).
+    pub(crate) async fn link_room(
+        self: &Arc<Self>,
+        room_id: &str,
+        info: PortalInfo,
+    ) -> anyhow::Result<()> {
+        let _creating = self.queues.create_lock.lock().await;
+        if let Some(existing) = self.store.portal(&info.key).await?
+            && let Some(room) = existing.room_id.filter(|r| r != room_id)
+        {
+            anyhow::bail!(BridgeError::permanent(format!(
+                "{} is already bridged to another room ({room})",
+                info.key.id
+            )));
+        }
+        if let Some(existing) = self.store.portal_by_room(room_id).await?
+            && existing.key != info.key
+        {
+            anyhow::bail!(BridgeError::permanent(format!(
+                "this room is already bridged to {}; unlink it first",
+                existing.key
+            )));
+        }
+        let room = ruma::RoomId::parse(room_id).context("room id")?;
+        for (event_type, content) in self.bridge_state(&info) {
+            let sent = self
+                .bot
+                .send_state(&room, event_type, &state_key(&info.key), &content, None)
+                .await;
+            if let Err(e) = sent {
+                if e.errcode() == Some("M_FORBIDDEN") {
+                    anyhow::bail!(BridgeError::permanent(
+                        "I cannot set room state here: give the bridge bot power level 100 in this room first"
+                    ));
+                }
+                return Err(e.into());
+            }
+        }
+        self.store
+            .upsert_portal(&PortalRow {
+                key: info.key.clone(),
+                room_id: Some(room_id.to_owned()),
+                kind: info.kind,
+                name: info.name.clone(),
+                relay: info.relay,
+                disappear_after_ms: None,
+                metadata: json!({"linked": true}),
+                created_ts: now_ms(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// `m.bridge` and `uk.half-shot.bridge` state for a portal.
+    fn bridge_state(&self, info: &PortalInfo) -> Vec<(&'static str, Value)> {
+        let display = self
+            .info(info.key.network.as_str())
+            .map(|i| i.display_name.clone())
+            .unwrap_or_else(|| info.key.network.to_string());
+        let bridge_info = content::BridgeInfo::new(
+            self.bot.user_id().to_owned(),
+            content::BridgeSection::new(info.key.network.as_str(), Some(display)),
+            content::BridgeSection::new(info.key.id.clone(), info.name.clone()),
+        );
+        let state = bridge_info.to_content();
+        content::BRIDGE_EVENT_TYPES
+            .iter()
+            .map(|t| (*t, state.clone()))
+            .collect()
+    }
+
+    async fn create_portal_room(&self, info: &PortalInfo) -> anyhow::Result<String> {
+        let version = self
+            .matrix
+            .default_room_version()
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let mut power = content::PortalPowerLevels::new(
+            self.bot.user_id().to_owned(),
+            content::creators_are_privileged(&version),
+        );
+        power.broadcast = info.kind == PortalKind::Broadcast;
+        for admin in self.permissions.admins() {
+            if let Ok(admin) = ruma::UserId::parse(admin) {
+                // Bridge admins moderate the portals the bridge creates.
+                power.users.insert(admin, 100);
+            }
+        }
+        let mut options = crate::matrix::CreateRoom::new();
+        options.name = info.name.clone();
+        options.topic = info.topic.clone();
+        options.alias_localpart = info.alias_localpart.clone();
+        options.invite = info
+            .invite
+            .iter()
+            .filter_map(|u| ruma::UserId::parse(u.as_str()).ok())
+            .collect();
+        options.is_direct = info.kind == PortalKind::Dm;
+        options.preset = Some(if info.alias_localpart.is_some() {
+            crate::matrix::RoomPreset::PublicChat
+        } else {
+            crate::matrix::RoomPreset::PrivateChat
+        });
+        options.power_level_content_override = Some(power.to_content());
+        options.initial_state = self
+            .bridge_state(info)
+            .into_iter()
+            .map(|(event_type, state)| {
+                crate::matrix::InitialStateEvent::new(event_type, state_key(&info.key), state)
+            })
+            .collect();
+        let room = self
+            .bot
+            .create_room(&options)
+            .await
+            .context("creating the portal room")?;
+        Ok(room.to_string())
+    }
+
+    /// Bridges one remote event; the Matrix event id for messages.
+    async fn bridge_remote_event(
+        self: &Arc<Self>,
+        event: &RemoteEvent,
+    ) -> anyhow::Result<Option<String>> {
+        let Some(portal) = self.ensure_portal(&event.portal).await? else {
+            anyhow::bail!(BridgeError::not_found(format!(
+                "{} is not bridged",
+                event.portal
+            )));
+        };
+        let room_id = portal.room_id.clone().expect("ensured portal has a room");
+        let room = ruma::RoomId::parse(&room_id).context("stored room id")?;
+        let network = event.portal.network.as_str();
+        let ghost = self.ensure_ghost(network, &event.sender).await?;
+        let intent = self.intent(&ghost)?;
+        let ts = Some(event.ts);
+        match &event.kind {
+            RemoteEventKind::Message(content) => {
+                if let Some(remote_id) = &event.remote_id
+                    && !self
+                        .store
+                        .message_by_remote(&event.portal, remote_id)
+                        .await?
+                        .is_empty()
+                {
+                    tracing::debug!(portal = %event.portal, "remote message already bridged");
+                    return Ok(None);
+                }
+                self.ensure_joined(&room_id, &ghost).await?;
+                let (body, reply_to, thread_root) =
+                    self.message_json(&event.portal, content).await?;
+                let event_id = intent
+                    .send(&room, "m.room.message", &body, ts)
+                    .await?
+                    .to_string();
+                if let Some(remote_id) = &event.remote_id {
+                    self.store
+                        .insert_message(&MessageRow {
+                            portal: event.portal.clone(),
+                            remote_id: remote_id.clone(),
+                            part: 0,
+                            room_id: room_id.clone(),
+                            event_id: event_id.clone(),
+                            sender_mxid: ghost.clone(),
+                            ts: event.ts as i64,
+                            reply_to_event: reply_to,
+                            thread_root_event: thread_root,
+                        })
+                        .await?;
+                }
+                Ok(Some(event_id))
+            }
+            RemoteEventKind::Edit { target, content } => {
+                let Some(original) = self
+                    .store
+                    .message_by_remote(&event.portal, target)
+                    .await?
+                    .into_iter()
+                    .next()
+                else {
+                    tracing::debug!(portal = %event.portal, "edit of a message that was never bridged");
+                    return Ok(None);
+                };
+                self.ensure_joined(&room_id, &ghost).await?;
+                let (new_content, _, _) = self.message_json(&event.portal, content).await?;
+                let body = content::edit(new_content, &ruma::EventId::parse(&original.event_id)?);
+                Ok(Some(
+                    intent
+                        .send(&room, "m.room.message", &body, ts)
+                        .await?
+                        .to_string(),
+                ))
+            }
+            RemoteEventKind::Delete { target } => {
+                let parts = self.store.message_by_remote(&event.portal, target).await?;
+                for part in &parts {
+                    let event_id =
+                        ruma::EventId::parse(&part.event_id).context("stored event id")?;
+                    // The sender may not be the author (a moderator deleting); the bot can always redact.
+                    if intent.redact(&room, &event_id, None).await.is_err() {
+                        self.bot.redact(&room, &event_id, None).await?;
+                    }
+                }
+                self.store.delete_message(&event.portal, target).await?;
+                Ok(None)
+            }
+            RemoteEventKind::Reaction { target, key } => {
+                let Some(original) = self
+                    .store
+                    .message_by_remote(&event.portal, target)
+                    .await?
+                    .into_iter()
+                    .next()
+                else {
+                    return Ok(None);
+                };
+                let sender = event.sender.id.as_str();
+                if self
+                    .store
+                    .reaction(&event.portal, target, sender, key)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(None);
+                }
+                self.ensure_joined(&room_id, &ghost).await?;
+                let body = content::reaction(&ruma::EventId::parse(&original.event_id)?, key);
+                let event_id = intent
+                    .send(&room, "m.reaction", &body, ts)
+                    .await?
+                    .to_string();
+                self.store
+                    .insert_reaction(&ReactionRow {
+                        portal: event.portal.clone(),
+                        target_remote_id: target.clone(),
+                        sender: sender.to_owned(),
+                        key: key.clone(),
+                        event_id: event_id.clone(),
+                        remote_id: event.remote_id.as_ref().map(|id| id.to_string()),
+                        ts: event.ts as i64,
+                    })
+                    .await?;
+                Ok(Some(event_id))
+            }
+            RemoteEventKind::ReactionRemove { target, key } => {
+                let sender = event.sender.id.as_str();
+                if let Some(reaction) = self
+                    .store
+                    .reaction(&event.portal, target, sender, key)
+                    .await?
+                {
+                    let event_id =
+                        ruma::EventId::parse(&reaction.event_id).context("stored event id")?;
+                    intent.redact(&room, &event_id, None).await?;
+                    self.store
+                        .delete_reaction_by_event(&reaction.event_id)
+                        .await?;
+                }
+                Ok(None)
+            }
+            RemoteEventKind::Join | RemoteEventKind::Profile => {
+                self.ensure_joined(&room_id, &ghost).await?;
+                Ok(None)
+            }
+            RemoteEventKind::Leave { .. } => {
+                intent.leave(&room).await?;
+                self.forget_joined(&room_id, &ghost);
+                Ok(None)
+            }
+            RemoteEventKind::Kick { target, reason } => {
+                let network_module = self.network(network).context("module")?;
+                let target_mxid =
+                    crate::mxid::user_id(&network_module.ghost_localpart(target), self.domain());
+                let target_id = ruma::UserId::parse(&target_mxid).context("ghost id")?;
+                self.bot.kick(&room, &target_id, reason.as_deref()).await?;
+                self.forget_joined(&room_id, &target_mxid);
+                Ok(None)
+            }
+            RemoteEventKind::Topic { topic } => {
+                let id = self
+                    .bot
+                    .send_state(&room, "m.room.topic", "", &json!({"topic": topic}), ts)
+                    .await?;
+                Ok(Some(id.to_string()))
+            }
+            RemoteEventKind::Rename { name } => {
+                let id = self
+                    .bot
+                    .send_state(&room, "m.room.name", "", &json!({"name": name}), ts)
+                    .await?;
+                Ok(Some(id.to_string()))
+            }
+            RemoteEventKind::Typing { typing } => {
+                self.ensure_joined(&room_id, &ghost).await?;
+                intent.typing(&room, *typing, 30_000).await?;
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Matrix content for a remote message, with reply and thread relations
+    /// resolved through the message map. Also returns the reply and thread
+    /// event ids for the map.
+    async fn message_json(
+        self: &Arc<Self>,
+        portal: &PortalKey,
+        content: &MessageContent,
+    ) -> anyhow::Result<(Value, Option<String>, Option<String>)> {
+        let kind = match content.kind {
+            MessageKind::Text => content::TextKind::Text,
+            MessageKind::Notice => content::TextKind::Notice,
+            MessageKind::Emote => content::TextKind::Emote,
+        };
+        let mut body = content::message(kind, &content.body, content.html.as_deref());
+        if let Some(media) = &content.media {
+            let mxc = match (&media.mxc, &media.remote_ref) {
+                (Some(mxc), _) => mxc.clone(),
+                (None, Some(remote_ref)) => {
+                    let network = self
+                        .network(portal.network.as_str())
+                        .context("module")?
+                        .clone();
+                    let (bytes, mime) = network.fetch_media(remote_ref).await?;
+                    let mime = mime
+                        .or(media.mime_type.clone())
+                        .unwrap_or_else(|| "application/octet-stream".to_owned());
+                    self.bot
+                        .upload(bytes, &mime, Some(&media.filename))
+                        .await?
+                        .to_string()
+                }
+                (None, None) => anyhow::bail!(BridgeError::permanent("media without a source")),
+            };
+            let mime = media.mime_type.clone().unwrap_or_default();
+            let kind = match mime.split('/').next() {
+                Some("image") => content::MediaKind::Image,
+                Some("video") => content::MediaKind::Video,
+                Some("audio") => content::MediaKind::Audio,
+                _ => content::MediaKind::File,
+            };
+            let mut message =
+                content::MediaMessage::new(kind, mxc.as_str().into(), media.filename.clone());
+            message.mimetype = media.mime_type.clone();
+            message.size = media.size;
+            if !content.body.is_empty() && content.body != media.filename {
+                message.caption = Some(content.body.clone());
+                message.caption_html = content.html.clone();
+            }
+            body = message.to_content();
+        }
+        let lookup = |id: Option<&passerelle_api::RemoteMessageId>| {
+            let id = id.cloned();
+            async move {
+                match id {
+                    Some(id) => Ok::<_, anyhow::Error>(
+                        self.store
+                            .message_by_remote(portal, &id)
+                            .await?
+                            .into_iter()
+                            .next()
+                            .map(|m| m.event_id),
+                    ),
+                    None => Ok(None),
+                }
+            }
+        };
+        let reply_to = lookup(content.reply_to.as_ref()).await?;
+        let thread_root = lookup(content.thread_root.as_ref()).await?;
+        let parse = |id: &Option<String>| id.as_deref().and_then(|e| ruma::EventId::parse(e).ok());
+        body = match (parse(&thread_root), parse(&reply_to)) {
+            (Some(root), Some(reply)) => content::thread_reply(body, &root, &reply),
+            (Some(root), None) => content::in_thread(body, &root, &root),
+            (None, Some(reply)) => content::reply_to(body, &reply),
+            (None, None) => body,
+        };
+        Ok((body, reply_to, thread_root))
+    }
+}
+
+/// The state key of a portal's bridge state events.
+fn state_key(key: &PortalKey) -> String {
+    format!("passerelle://{}/{}", key.network, key.id)
+}
+
+async fn worker(
+    bridge: Arc<Bridge>,
+    key: PortalKey,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    _guard: Option<mpsc::Sender<()>>,
+) {
+    loop {
+        let job = match tokio::time::timeout(IDLE_WORKER, rx.recv()).await {
+            Ok(Some(job)) => job,
+            Ok(None) => break,
+            Err(_idle) => {
+                let mut senders = bridge.queues.senders.lock().expect("queue lock");
+                if rx.is_empty() {
+                    senders.remove(&key);
+                    break;
+                }
+                continue;
+            }
+        };
+        bridge.queues.add_depth(-1);
+        match job {
+            Job::Remote { event, done } => {
+                let result = bridge.deliver_remote(*event).await;
+                let _ = done.send(result);
+            }
+            Job::Matrix { job, done } => {
+                bridge.deliver_matrix(*job).await;
+                let _ = done.send(());
+            }
+        }
+    }
+}

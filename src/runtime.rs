@@ -1,0 +1,120 @@
+//! The [`Runtime`] handle a module gets at start: its only way to reach the
+//! store, the homeserver and the portal queues.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use passerelle_api::{
+    BridgeError, NetworkId, Pending, PortalInfo, PortalKey, RemoteEvent, RemoteMessageId, Runtime,
+};
+use tokio::sync::oneshot;
+
+use crate::bridge::Bridge;
+use crate::portal::Job;
+
+pub struct RuntimeHandle {
+    bridge: Arc<Bridge>,
+    network: String,
+}
+
+impl RuntimeHandle {
+    pub fn new(bridge: Arc<Bridge>, network: String) -> Self {
+        Self { bridge, network }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> BridgeError {
+    tracing::error!(error = %e, "runtime call failed");
+    BridgeError::retryable("internal error (the bridge log has details)")
+}
+
+#[async_trait]
+impl Runtime for RuntimeHandle {
+    fn enqueue(&self, event: RemoteEvent) -> Pending {
+        if event.portal.network.as_str() != self.network {
+            let msg = format!(
+                "module {} enqueued an event for {}",
+                self.network, event.portal.network
+            );
+            return Box::pin(async move { Err(BridgeError::permanent(msg)) });
+        }
+        let (done, wait) = oneshot::channel();
+        let queued = self.bridge.push_job(
+            event.portal.clone(),
+            Job::Remote {
+                event: Box::new(event),
+                done,
+            },
+        );
+        Box::pin(async move {
+            if !queued {
+                return Err(BridgeError::retryable("the bridge is shutting down"));
+            }
+            wait.await
+                .unwrap_or_else(|_| Err(BridgeError::retryable("the bridge is shutting down")))
+        })
+    }
+
+    async fn portal_room(&self, portal: &PortalKey) -> Result<Option<String>, BridgeError> {
+        Ok(self
+            .bridge
+            .store
+            .portal(portal)
+            .await
+            .map_err(internal)?
+            .and_then(|p| p.room_id))
+    }
+
+    async fn is_bridged(
+        &self,
+        portal: &PortalKey,
+        remote_id: &RemoteMessageId,
+    ) -> Result<bool, BridgeError> {
+        Ok(!self
+            .bridge
+            .store
+            .message_by_remote(portal, remote_id)
+            .await
+            .map_err(internal)?
+            .is_empty())
+    }
+
+    async fn get_state(
+        &self,
+        network: &NetworkId,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, BridgeError> {
+        self.bridge
+            .store
+            .state(network, key)
+            .await
+            .map_err(internal)
+    }
+
+    async fn set_state(
+        &self,
+        network: &NetworkId,
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<(), BridgeError> {
+        self.bridge
+            .store
+            .set_state(network, key, &value)
+            .await
+            .map_err(internal)
+    }
+
+    async fn link_portal(&self, room_id: &str, info: PortalInfo) -> Result<(), BridgeError> {
+        self.bridge
+            .link_room(room_id, info)
+            .await
+            .map_err(|e| match e.downcast::<BridgeError>() {
+                Ok(be) => be,
+                Err(e) => internal(e),
+            })
+    }
+
+    async fn notify_admins(&self, text: &str) {
+        self.bridge.notify_admins(text).await;
+    }
+}

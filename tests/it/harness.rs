@@ -1,0 +1,335 @@
+//! A test-only network module and a way to run passerelle in-process against
+//! the shared Synapse. The module is not shipped: it lives only here.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use passerelle::Config;
+use passerelle::registration::Registration;
+use passerelle_api::{
+    BridgeError, Capabilities, CommandContext, CommandSpec, Delivered, MatrixEvent,
+    MatrixEventKind, Network, NetworkInfo, PermissionLevel, PortalInfo, PortalKey, PortalKind,
+    RemoteEvent, Runtime, Sender,
+};
+use tokio::sync::oneshot;
+
+use crate::support::synapse::Synapse;
+
+pub const DOMAIN: &str = "localhost";
+
+/// A network that records what it is given and can be told to fail.
+#[derive(Default)]
+pub struct TestNetwork {
+    pub received: Mutex<Vec<MatrixEvent>>,
+    runtime: OnceLock<Arc<dyn Runtime>>,
+    /// Users invited to portals the module creates.
+    pub invite: Mutex<Vec<String>>,
+    next_id: AtomicU64,
+}
+
+impl TestNetwork {
+    pub fn runtime(&self) -> Arc<dyn Runtime> {
+        self.runtime.get().expect("module started").clone()
+    }
+
+    /// Pushes a remote event and waits until it is in Matrix.
+    pub async fn push(&self, event: RemoteEvent) -> Result<Option<String>, BridgeError> {
+        self.runtime().enqueue(event).await
+    }
+
+    pub fn received(&self) -> Vec<MatrixEvent> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until the module got an event matching `f`.
+    pub async fn wait_received(&self, what: &str, f: impl Fn(&MatrixEvent) -> bool) -> MatrixEvent {
+        for _ in 0..200 {
+            if let Some(ev) = self.received().into_iter().find(|e| f(e)) {
+                return ev;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the test module never received {what}; it got: {:#?}",
+            self.received()
+        );
+    }
+}
+
+#[async_trait]
+impl Network for TestNetwork {
+    fn info(&self) -> NetworkInfo {
+        NetworkInfo {
+            id: "test".into(),
+            display_name: "Test network".to_owned(),
+            namespace_prefix: "_test_".to_owned(),
+            capabilities: Capabilities {
+                edits: true,
+                redactions: true,
+                reactions: true,
+                replies: true,
+                threads: true,
+                media: true,
+                typing: true,
+                logins: false,
+            },
+        }
+    }
+
+    async fn start(&self, runtime: Arc<dyn Runtime>) -> Result<(), BridgeError> {
+        let _ = self.runtime.set(runtime);
+        Ok(())
+    }
+
+    async fn stop(&self) {}
+
+    async fn handle_matrix(&self, event: MatrixEvent) -> Result<Delivered, BridgeError> {
+        if let MatrixEventKind::Message(content) = &event.kind
+            && content.body.contains("please fail")
+        {
+            return Err(BridgeError::permanent(
+                "the test network refused this message",
+            ));
+        }
+        let n = self.next_id.fetch_add(1, Ordering::SeqCst);
+        self.received.lock().unwrap().push(event);
+        Ok(Delivered::with_id(format!("from-matrix-{n}")))
+    }
+
+    async fn portal_info(&self, key: &PortalKey) -> Result<Option<PortalInfo>, BridgeError> {
+        if key.id.starts_with("unbridged") {
+            return Ok(None);
+        }
+        let mut info = PortalInfo::new(key.clone(), PortalKind::Group);
+        info.name = Some(format!("Test {}", key.id));
+        info.invite = self.invite.lock().unwrap().clone();
+        Ok(Some(info))
+    }
+
+    async fn resolve_alias(
+        &self,
+        alias_localpart: &str,
+    ) -> Result<Option<PortalInfo>, BridgeError> {
+        let Some(id) = alias_localpart.strip_prefix("_test_") else {
+            return Ok(None);
+        };
+        if id.starts_with("missing") {
+            return Ok(None);
+        }
+        self.portal_info(&PortalKey::new("test", id)).await
+    }
+
+    async fn resolve_user(&self, localpart: &str) -> Result<Option<Sender>, BridgeError> {
+        Ok(localpart
+            .strip_prefix("_test_")
+            .filter(|id| !id.starts_with("missing"))
+            .map(|id| Sender::new(id).with_display_name(format!("{id} (Test)"))))
+    }
+
+    fn commands(&self) -> Vec<CommandSpec> {
+        vec![CommandSpec {
+            name: "link",
+            usage: "link test <chat id>",
+            description: "bridge this room to a test chat",
+            level: PermissionLevel::Admin,
+        }]
+    }
+
+    async fn run_command(
+        &self,
+        ctx: CommandContext,
+        name: &str,
+        args: &[String],
+    ) -> Result<String, BridgeError> {
+        match (name, args) {
+            ("link", [chat]) => {
+                let info =
+                    PortalInfo::new(PortalKey::new("test", chat.as_str()), PortalKind::Group);
+                self.runtime().link_portal(&ctx.room_id, info).await?;
+                Ok(format!("Linked to test chat {chat}."))
+            }
+            _ => Err(BridgeError::permanent("usage: link test <chat id>")),
+        }
+    }
+}
+
+/// Everything fixed for the whole test process: one registration, so one
+/// appservice port that every test's bridge binds in turn.
+pub struct Setup {
+    pub port: u16,
+    pub registration: Registration,
+    pub registration_path: PathBuf,
+    pub hs: &'static Synapse,
+}
+
+static SETUP: tokio::sync::OnceCell<Setup> = tokio::sync::OnceCell::const_new();
+/// Tests share the appservice port, so they take turns.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn config_text(port: u16, hs_url: &str, registration: &Path, db: &str) -> String {
+    format!(
+        "homeserver: {{url: '{hs_url}', domain: {DOMAIN}}}\n\
+         appservice:\n  listen: '127.0.0.1:{port}'\n  url: 'http://127.0.0.1:{port}'\n  registration: '{}'\n  max_body_bytes: 65536\n\
+         database: {{url: '{db}'}}\n\
+         permissions:\n  '@alice:{DOMAIN}': admin\n  '@carol:{DOMAIN}': relay\n  '@dave:{DOMAIN}': user\n\
+         logging: {{level: warn}}\n",
+        registration.display()
+    )
+}
+
+pub async fn setup() -> &'static Setup {
+    SETUP
+        .get_or_init(|| async {
+            let port = crate::support::free_port();
+            // The registration file is written by the Synapse fixture into its
+            // own folder; the path here only serves to build the config.
+            let registration_path = PathBuf::from("registration.yaml");
+            // The homeserver URL is not known yet; the registration does not contain it.
+            let text = config_text(
+                port,
+                "http://127.0.0.1:1",
+                &registration_path,
+                "sqlite://unused.db",
+            );
+            let config = Config::parse(&text, Path::new("test-config.yaml")).unwrap();
+            let network: Arc<dyn Network> = Arc::new(TestNetwork::default());
+            let registration =
+                Registration::generate(&config, &passerelle::bridge::namespaces(&[network]));
+            let hs = Synapse::shared(&registration.to_yaml()).await;
+            let registration_path = hs.dir.join("registration.yaml");
+            assert!(
+                registration_path.exists(),
+                "the Synapse fixture keeps the registration in its folder"
+            );
+            Setup {
+                port,
+                registration,
+                registration_path,
+                hs,
+            }
+        })
+        .await
+}
+
+/// A running passerelle with the test module.
+pub struct RunningBridge {
+    pub net: Arc<TestNetwork>,
+    pub db_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
+}
+
+/// A fresh SQLite database path for one test, inside the homeserver's
+/// temporary folder (removed with it when the test process ends).
+pub async fn fresh_db(name: &str) -> String {
+    let dir = setup().await.hs.dir.join("bridge-dbs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}-{}.db", rand::random::<u32>()));
+    format!("sqlite://{}", path.display())
+}
+
+impl RunningBridge {
+    /// Takes this test's turn on the appservice port and starts passerelle.
+    pub async fn start(db_url: &str) -> RunningBridge {
+        let turn = TURN.lock().await;
+        let mut bridge = Self::start_without_turn(db_url, Arc::new(TestNetwork::default())).await;
+        bridge._turn = Some(turn);
+        bridge
+    }
+
+    async fn start_without_turn(db_url: &str, net: Arc<TestNetwork>) -> RunningBridge {
+        let setup = setup().await;
+        let text = config_text(
+            setup.port,
+            &setup.hs.base_url,
+            &setup.registration_path,
+            db_url,
+        );
+        let config = Config::parse(&text, Path::new("test-config.yaml")).unwrap();
+        let mut listener = None;
+        for _ in 0..50 {
+            match tokio::net::TcpListener::bind(("127.0.0.1", setup.port)).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let listener = listener.expect("appservice port stays busy");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let module: Arc<dyn Network> = net.clone();
+        let task = tokio::spawn(passerelle::run(
+            config,
+            vec![module],
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        for _ in 0..200 {
+            if net.runtime.get().is_some() {
+                break;
+            }
+            if task.is_finished() {
+                panic!("passerelle exited at start: {:?}", task.await);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            net.runtime.get().is_some(),
+            "passerelle did not start its module"
+        );
+        RunningBridge {
+            net,
+            db_url: db_url.to_owned(),
+            stop: Some(stop),
+            task: Some(task),
+            _turn: None,
+        }
+    }
+
+    /// Stops passerelle (as SIGTERM would) and waits for it to finish.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(40), task)
+                .await
+                .expect("passerelle stops within 40 s")
+                .expect("task")
+                .expect("passerelle ran without error");
+        }
+    }
+
+    /// Stops and starts again on the same database, keeping the turn; the
+    /// module starts afresh (what it received is forgotten).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let fresh = Self::start_without_turn(&self.db_url, Arc::new(TestNetwork::default())).await;
+        self.net = fresh.net.clone();
+        let mut fresh = fresh;
+        self.stop = fresh.stop.take();
+        self.task = fresh.task.take();
+    }
+}
+
+/// A remote event from `user` in test chat `chat`.
+pub fn remote(
+    chat: &str,
+    user: &str,
+    ts: u64,
+    kind: passerelle_api::RemoteEventKind,
+) -> RemoteEvent {
+    RemoteEvent::new(
+        PortalKey::new("test", chat),
+        Sender::new(user).with_display_name(format!("{user} (Test)")),
+        ts,
+        kind,
+    )
+}

@@ -1,0 +1,24 @@
+//! Fixtures shared by the integration tests: real servers on 127.0.0.1,
+//! installed by `scripts/install-deps` and driven through `scripts/`.
+
+// Each test binary that includes this module uses only part of it.
+#![allow(dead_code)]
+
+pub mod synapse;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago: bound to port 0, then
+/// released. Another process may take it meanwhile, so bind it soon.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("binding 127.0.0.1:0 to find a free port")
+        .port()
+}
+
+/// The repository root (the directory of the root `Cargo.toml`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
