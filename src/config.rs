@@ -224,7 +224,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let mut config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: e.to_string().trim_start_matches("error: ").to_owned(),
         })?;
         config.resolve_env()?;
         config.validate()?;

@@ -73,6 +73,42 @@ async fn wrong_or_missing_token_is_refused_and_bad_bodies_get_matrix_errors() {
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 403);
+
+    // Third-party lookups: our protocols answer, unknown ones are 404.
+    let protocol = client
+        .get(format!("{base}/thirdparty/protocol/test"))
+        .bearer_auth(&hs_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(protocol.status().as_u16(), 200);
+    let protocol: Value = protocol.json().await.unwrap();
+    assert!(protocol["user_fields"].is_array(), "{protocol}");
+    let unknown = client
+        .get(format!("{base}/thirdparty/protocol/carrier-pigeon"))
+        .bearer_auth(&hs_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    let users = client
+        .get(format!("{base}/thirdparty/user/test?nick=x"))
+        .bearer_auth(&hs_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(users.status().as_u16(), 200);
+    // Through the homeserver, as a client sees it.
+    let alice = setup.hs.register_user("alice").await;
+    let (status, protocols) = alice
+        .request(
+            reqwest::Method::GET,
+            "/_matrix/client/v3/thirdparty/protocols",
+            None,
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200);
+    assert!(protocols.get("test").is_some(), "{protocols}");
     bridge.stop().await;
 }
 

@@ -169,13 +169,19 @@ static SETUP: tokio::sync::OnceCell<Setup> = tokio::sync::OnceCell::const_new();
 /// Tests share the appservice port, so they take turns.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn config_text(port: u16, hs_url: &str, registration: &Path, db: &str) -> String {
+/// This test's turn on the appservice port, held until dropped.
+pub async fn take_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    TURN.lock().await
+}
+
+/// The config every test bridge uses; `extra` is appended YAML (top-level keys).
+pub fn config_text(port: u16, hs_url: &str, registration: &Path, db: &str, extra: &str) -> String {
     format!(
         "homeserver: {{url: '{hs_url}', domain: {DOMAIN}}}\n\
          appservice:\n  listen: '127.0.0.1:{port}'\n  url: 'http://127.0.0.1:{port}'\n  registration: '{}'\n  max_body_bytes: 65536\n\
          database: {{url: '{db}'}}\n\
          permissions:\n  '@alice:{DOMAIN}': admin\n  '@carol:{DOMAIN}': relay\n  '@dave:{DOMAIN}': user\n\
-         logging: {{level: warn}}\n",
+         {extra}\n",
         registration.display()
     )
 }
@@ -193,6 +199,7 @@ pub async fn setup() -> &'static Setup {
                 "http://127.0.0.1:1",
                 &registration_path,
                 "sqlite://unused.db",
+                "",
             );
             let config = Config::parse(&text, Path::new("test-config.yaml")).unwrap();
             let network: Arc<dyn Network> = Arc::new(TestNetwork::default());
@@ -218,6 +225,7 @@ pub async fn setup() -> &'static Setup {
 pub struct RunningBridge {
     pub net: Arc<TestNetwork>,
     pub db_url: String,
+    extra: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
@@ -235,19 +243,26 @@ pub async fn fresh_db(name: &str) -> String {
 impl RunningBridge {
     /// Takes this test's turn on the appservice port and starts passerelle.
     pub async fn start(db_url: &str) -> RunningBridge {
-        let turn = TURN.lock().await;
-        let mut bridge = Self::start_without_turn(db_url, Arc::new(TestNetwork::default())).await;
+        Self::start_with(db_url, "").await
+    }
+
+    /// Like [`RunningBridge::start`] with extra top-level config YAML.
+    pub async fn start_with(db_url: &str, extra: &str) -> RunningBridge {
+        let turn = take_turn().await;
+        let mut bridge =
+            Self::start_without_turn(db_url, extra, Arc::new(TestNetwork::default())).await;
         bridge._turn = Some(turn);
         bridge
     }
 
-    async fn start_without_turn(db_url: &str, net: Arc<TestNetwork>) -> RunningBridge {
+    async fn start_without_turn(db_url: &str, extra: &str, net: Arc<TestNetwork>) -> RunningBridge {
         let setup = setup().await;
         let text = config_text(
             setup.port,
             &setup.hs.base_url,
             &setup.registration_path,
             db_url,
+            extra,
         );
         let config = Config::parse(&text, Path::new("test-config.yaml")).unwrap();
         let mut listener = None;
@@ -287,6 +302,7 @@ impl RunningBridge {
         RunningBridge {
             net,
             db_url: db_url.to_owned(),
+            extra: extra.to_owned(),
             stop: Some(stop),
             task: Some(task),
             _turn: None,
@@ -311,7 +327,9 @@ impl RunningBridge {
     /// module starts afresh (what it received is forgotten).
     pub async fn restart(&mut self) {
         self.stop().await;
-        let fresh = Self::start_without_turn(&self.db_url, Arc::new(TestNetwork::default())).await;
+        let fresh =
+            Self::start_without_turn(&self.db_url, &self.extra, Arc::new(TestNetwork::default()))
+                .await;
         self.net = fresh.net.clone();
         let mut fresh = fresh;
         self.stop = fresh.stop.take();

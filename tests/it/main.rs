@@ -5,5 +5,6 @@
 mod appservice;
 mod bridging;
 mod commands;
+mod daemon;
 mod harness;
 mod support;

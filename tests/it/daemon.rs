@@ -1,0 +1,169 @@
+//! The real binary as an operator runs it: start-up against Synapse,
+//! `/health` and `/metrics`, logs without secrets, SIGTERM, retention purge.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use passerelle_api::{MessageContent, PortalKey, RemoteEventKind};
+
+use crate::harness::{RunningBridge, config_text, fresh_db, remote, setup, take_turn};
+
+#[tokio::test]
+async fn the_binary_serves_health_and_metrics_and_stops_on_sigterm() {
+    let setup = setup().await;
+    let db = fresh_db("daemon").await;
+    let _turn = take_turn().await;
+    let metrics_port = crate::support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let extra = format!(
+        "metrics: {{listen: '127.0.0.1:{metrics_port}'}}\nlogging: {{level: info, format: json}}"
+    );
+    std::fs::write(
+        &config,
+        config_text(
+            setup.port,
+            &setup.hs.base_url,
+            &setup.registration_path,
+            &db,
+            &extra,
+        ),
+    )
+    .unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passerelle"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let health_url = format!("http://127.0.0.1:{metrics_port}/health");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let health = loop {
+        if let Ok(resp) = client.get(&health_url).send().await {
+            break resp;
+        }
+        assert!(Instant::now() < deadline, "passerelle never served /health");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "passerelle exited early"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(health.status().as_u16(), 200);
+    let health: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(health["database"], true);
+
+    // One transaction so the counters exist, then read them.
+    let status = client
+        .put(format!(
+            "http://127.0.0.1:{}/_matrix/app/v1/transactions/daemon-1",
+            setup.port
+        ))
+        .bearer_auth(&setup.registration.hs_token)
+        .json(&serde_json::json!({"events": []}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    let metrics = client
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("passerelle_transactions_total{outcome=\"handled\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("passerelle_homeserver_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "passerelle did not stop after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut logs = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(exit.success(), "exit {exit:?}; logs:\n{logs}");
+    assert!(
+        logs.contains("passerelle is running") && logs.contains("stopped"),
+        "{logs}"
+    );
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "not a JSON log line: {line}");
+    }
+    for secret in [&setup.registration.as_token, &setup.registration.hs_token] {
+        assert!(!logs.contains(secret.as_str()), "a token reached the logs");
+    }
+}
+
+#[tokio::test]
+async fn the_retention_purge_runs_on_its_schedule() {
+    let db = fresh_db("purge").await;
+    let mut bridge = RunningBridge::start_with(
+        &db,
+        "privacy: {message_retention: 1s, purge_interval: 500ms}",
+    )
+    .await;
+    let old = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let event = remote(
+        "purge",
+        "bob",
+        old,
+        RemoteEventKind::Message(MessageContent::text("soon forgotten")),
+    )
+    .with_remote_id("r-old");
+    bridge.net.push(event).await.unwrap();
+    let portal = PortalKey::new("test", "purge");
+    let runtime = bridge.net.runtime();
+    assert!(
+        runtime.is_bridged(&portal, &"r-old".into()).await.unwrap(),
+        "mapped right after sending"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runtime.is_bridged(&portal, &"r-old".into()).await.unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "the message map row was not purged"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bridge.stop().await;
+}
