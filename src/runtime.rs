@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use passerelle_api::{
-    BridgeError, NetworkId, Pending, PortalInfo, PortalKey, RemoteEvent, RemoteMessageId, Runtime,
+    BridgeError, Login, NetworkId, Pending, PortalInfo, PortalKey, RemoteEvent, RemoteMessageId,
+    Runtime,
 };
 use tokio::sync::oneshot;
 
 use crate::bridge::Bridge;
 use crate::portal::Job;
+use crate::store::LoginRow;
 
 pub struct RuntimeHandle {
     bridge: Arc<Bridge>,
@@ -114,7 +116,69 @@ impl Runtime for RuntimeHandle {
             })
     }
 
+    async fn logins(&self) -> Result<Vec<Login>, BridgeError> {
+        let rows = self
+            .bridge
+            .store
+            .logins_on(&self.network.as_str().into())
+            .await
+            .map_err(internal)?;
+        Ok(rows.into_iter().map(login_from_row).collect())
+    }
+
+    async fn save_login(&self, login: Login) -> Result<(), BridgeError> {
+        let row = LoginRow {
+            network: self.network.as_str().into(),
+            mxid: login.mxid,
+            login_id: login.login_id,
+            remote_user_id: login.remote_user,
+            state: login.state,
+            secret: login.secret,
+            metadata: login.metadata,
+            updated_ts: crate::bridge::now_ms(),
+        };
+        self.bridge.store.upsert_login(&row).await.map_err(internal)
+    }
+
+    async fn remove_login(&self, mxid: &str, login_id: &str) -> Result<(), BridgeError> {
+        self.bridge
+            .store
+            .delete_login(&self.network.as_str().into(), mxid, login_id)
+            .await
+            .map_err(internal)
+    }
+
+    async fn download_media(
+        &self,
+        mxc: &str,
+        max_bytes: u64,
+    ) -> Result<(Vec<u8>, Option<String>), BridgeError> {
+        let uri: ruma::OwnedMxcUri = mxc.into();
+        self.bridge
+            .bot
+            .download(&uri, max_bytes)
+            .await
+            .map_err(|e| {
+                if e.is_transient() {
+                    BridgeError::retryable("the homeserver is unavailable")
+                } else {
+                    BridgeError::permanent(format!("could not download the file: {e}"))
+                }
+            })
+    }
+
     async fn notify_admins(&self, text: &str) {
         self.bridge.notify_admins(text).await;
+    }
+}
+
+fn login_from_row(row: LoginRow) -> Login {
+    Login {
+        mxid: row.mxid,
+        login_id: row.login_id,
+        remote_user: row.remote_user_id,
+        state: row.state,
+        secret: row.secret,
+        metadata: row.metadata,
     }
 }

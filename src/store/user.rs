@@ -40,38 +40,7 @@ impl MatrixUserRow {
     }
 }
 
-/// Where a login stands, as last seen by its module.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LoginState {
-    /// Being established (first connect or reconnect with backoff).
-    Connecting,
-    Connected,
-    /// Lost for a reason that retrying can fix (network, server restart).
-    Disconnected,
-    /// Needs the user: credentials refused or revoked.
-    Broken,
-}
-
-impl LoginState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LoginState::Connecting => "connecting",
-            LoginState::Connected => "connected",
-            LoginState::Disconnected => "disconnected",
-            LoginState::Broken => "broken",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "connecting" => Some(LoginState::Connecting),
-            "connected" => Some(LoginState::Connected),
-            "disconnected" => Some(LoginState::Disconnected),
-            "broken" => Some(LoginState::Broken),
-            _ => None,
-        }
-    }
-}
+pub use passerelle_api::LoginState;
 
 /// A Matrix user's own identity on a network. Tokens and passwords go in
 /// `secret`, never in `metadata`; `Debug` does not print the secret.

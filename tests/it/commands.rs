@@ -110,6 +110,38 @@ async fn management_room_answers_commands_and_link_needs_admin() {
         .wait_received("dave's message in the linked room", |e| e.event_id == hello)
         .await;
     assert_eq!(got.portal.id, "chat-9");
+    assert_eq!(got.via, passerelle_api::Via::Relay);
+
+    // With a login, dave speaks as himself; after logout, through the relay again.
+    let login = dave
+        .send_text(&room, "!passerelle login test dave-remote")
+        .await;
+    let reply = dave
+        .wait_for_event(&room, bot_reply_to(&login), DEFAULT_TIMEOUT)
+        .await;
+    assert_eq!(reply["content"]["body"], "Logged in as dave-remote.");
+    let own = dave.send_text(&room, "as myself").await;
+    let got = bridge
+        .net
+        .wait_received("dave's message with a login", |e| e.event_id == own)
+        .await;
+    assert_eq!(
+        got.via,
+        passerelle_api::Via::Login {
+            login_id: "dave-remote".to_owned()
+        }
+    );
+    let logout = dave.send_text(&room, "!passerelle logout test").await;
+    let reply = dave
+        .wait_for_event(&room, bot_reply_to(&logout), DEFAULT_TIMEOUT)
+        .await;
+    assert_eq!(reply["content"]["body"], "Logged out (1 login(s)).");
+    let relayed = dave.send_text(&room, "relayed again").await;
+    let got = bridge
+        .net
+        .wait_received("dave's message after logout", |e| e.event_id == relayed)
+        .await;
+    assert_eq!(got.via, passerelle_api::Via::Relay);
     bridge.stop().await;
 }
 

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use passerelle::Config;
 use passerelle::registration::Registration;
 use passerelle_api::{
-    BridgeError, Capabilities, CommandContext, CommandSpec, Delivered, MatrixEvent,
-    MatrixEventKind, Network, NetworkInfo, PermissionLevel, PortalInfo, PortalKey, PortalKind,
-    RemoteEvent, Runtime, Sender,
+    BridgeError, Capabilities, CommandContext, CommandSpec, Delivered, Login, LoginState,
+    MatrixEvent, MatrixEventKind, Network, NetworkInfo, PermissionLevel, PortalInfo, PortalKey,
+    PortalKind, RemoteEvent, Runtime, Sender,
 };
 use tokio::sync::oneshot;
 
@@ -130,12 +130,26 @@ impl Network for TestNetwork {
     }
 
     fn commands(&self) -> Vec<CommandSpec> {
-        vec![CommandSpec {
-            name: "link",
-            usage: "link test <chat id>",
-            description: "bridge this room to a test chat",
-            level: PermissionLevel::Admin,
-        }]
+        vec![
+            CommandSpec {
+                name: "link",
+                usage: "link test <chat id>",
+                description: "bridge this room to a test chat",
+                level: PermissionLevel::Admin,
+            },
+            CommandSpec {
+                name: "login",
+                usage: "login test <remote name>",
+                description: "speak as yourself on the test network",
+                level: PermissionLevel::User,
+            },
+            CommandSpec {
+                name: "logout",
+                usage: "logout test",
+                description: "forget your test login",
+                level: PermissionLevel::User,
+            },
+        ]
     }
 
     async fn run_command(
@@ -151,7 +165,34 @@ impl Network for TestNetwork {
                 self.runtime().link_portal(&ctx.room_id, info).await?;
                 Ok(format!("Linked to test chat {chat}."))
             }
-            _ => Err(BridgeError::permanent("usage: link test <chat id>")),
+            ("login", [name]) => {
+                let login = Login {
+                    mxid: ctx.sender.clone(),
+                    login_id: name.clone(),
+                    remote_user: name.as_str().into(),
+                    state: LoginState::Connected,
+                    secret: Some(format!("secret-of-{name}")),
+                    metadata: serde_json::json!({}),
+                };
+                self.runtime().save_login(login).await?;
+                Ok(format!("Logged in as {name}."))
+            }
+            ("logout", []) => {
+                let runtime = self.runtime();
+                let mine: Vec<Login> = runtime
+                    .logins()
+                    .await?
+                    .into_iter()
+                    .filter(|l| l.mxid == ctx.sender)
+                    .collect();
+                for login in &mine {
+                    runtime.remove_login(&login.mxid, &login.login_id).await?;
+                }
+                Ok(format!("Logged out ({} login(s)).", mine.len()))
+            }
+            _ => Err(BridgeError::permanent(
+                "usage: link test <chat id> | login test <name> | logout test",
+            )),
         }
     }
 }

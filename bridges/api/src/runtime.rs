@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use crate::error::BridgeError;
 use crate::event::RemoteEvent;
 use crate::ids::{NetworkId, PortalKey, RemoteMessageId};
+use crate::login::Login;
 use crate::network::PortalInfo;
 
 /// Resolves when an enqueued remote event has reached Matrix (or failed for
@@ -53,6 +54,22 @@ pub trait Runtime: Send + Sync + 'static {
     /// writes the `m.bridge` state and the portal row. Fails when either side
     /// is already bridged elsewhere.
     async fn link_portal(&self, room_id: &str, info: PortalInfo) -> Result<(), BridgeError>;
+
+    /// The logins of this module's network (to reconnect them at start).
+    async fn logins(&self) -> Result<Vec<Login>, BridgeError>;
+
+    /// Creates or updates a login of this module's network.
+    async fn save_login(&self, login: Login) -> Result<(), BridgeError>;
+
+    /// Forgets a login of this module's network.
+    async fn remove_login(&self, mxid: &str, login_id: &str) -> Result<(), BridgeError>;
+
+    /// Downloads Matrix media (`mxc://…`) as the bot, up to `max_bytes`.
+    async fn download_media(
+        &self,
+        mxc: &str,
+        max_bytes: u64,
+    ) -> Result<(Vec<u8>, Option<String>), BridgeError>;
 
     /// Send a notice to the bridge admins' management rooms.
     async fn notify_admins(&self, text: &str);
