@@ -50,6 +50,7 @@ pub fn router(bridge: Arc<Bridge>) -> Router {
     Router::new()
         .nest("/_matrix/app/v1", api)
         .route("/health", get(health))
+        .route(crate::media::ROUTE, get(crate::media::serve))
         .fallback(unknown_endpoint)
         .with_state(bridge)
 }

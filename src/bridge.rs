@@ -49,6 +49,7 @@ pub struct Bridge {
     networks: BTreeMap<String, Arc<dyn Network>>,
     infos: BTreeMap<String, NetworkInfo>,
     pub(crate) queues: PortalQueues,
+    pub(crate) media_signer: crate::media::MediaSigner,
     /// (room, user) pairs known to be joined, to skip redundant joins.
     pub(crate) joined: Mutex<HashSet<(String, String)>>,
     /// Users typing per room, to turn `m.typing` snapshots into changes.
@@ -334,6 +335,7 @@ pub async fn run(
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (task_guard, mut tasks_done) = mpsc::channel::<()>(1);
+    let media_signer = crate::media::MediaSigner::new(&registration.as_token);
     let bridge = Arc::new(Bridge {
         permissions: config.permissions(),
         config,
@@ -344,6 +346,7 @@ pub async fn run(
         networks,
         infos,
         queues: PortalQueues::default(),
+        media_signer,
         joined: Mutex::new(HashSet::new()),
         typing: Mutex::new(HashMap::new()),
         txn_lock: tokio::sync::Mutex::new(()),

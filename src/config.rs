@@ -52,6 +52,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    #[serde(default)]
+    pub media: MediaConfig,
     /// One section per network: `irc`, `slack`, `telegram`. Each module
     /// parses and validates its own section.
     #[serde(default)]
@@ -117,6 +119,39 @@ pub struct PrivacyConfig {
 pub struct MetricsConfig {
     /// Prometheus `/metrics` and `/health`; off when absent.
     pub listen: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Public base URL under which `/_passerelle/media/…` of the appservice
+    /// listener is reachable (through your reverse proxy). Without it,
+    /// networks that need links to Matrix media (IRC) say the file cannot
+    /// be linked.
+    pub public_url: Option<Url>,
+    /// How long a link stays valid.
+    #[serde(default = "default_link_lifetime", deserialize_with = "duration")]
+    pub link_lifetime: Duration,
+    /// Largest file served through a link, in bytes.
+    #[serde(default = "default_media_max_size")]
+    pub max_size: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            link_lifetime: default_link_lifetime(),
+            max_size: default_media_max_size(),
+        }
+    }
+}
+
+fn default_link_lifetime() -> Duration {
+    crate::media::DEFAULT_LIFETIME
+}
+fn default_media_max_size() -> u64 {
+    100 * 1024 * 1024
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -256,6 +291,14 @@ impl Config {
                     "still the example's placeholder: name your own users or server",
                 ));
             }
+        }
+        if let Some(url) = &self.media.public_url
+            && url.host_str().is_some_and(|h| h.ends_with("example.org"))
+        {
+            return Err(ConfigError::key(
+                "media.public_url",
+                "still the example's placeholder: set your bridge's public URL or remove the key",
+            ));
         }
         if !matches!(self.homeserver.url.scheme(), "http" | "https") {
             return Err(ConfigError::key(

@@ -100,6 +100,13 @@ impl Bridge {
         Ok(())
     }
 
+    pub(crate) fn mark_joined(&self, room_id: &str, user_id: &str) {
+        self.joined
+            .lock()
+            .expect("joined lock")
+            .insert((room_id.to_owned(), user_id.to_owned()));
+    }
+
     pub(crate) fn forget_joined(&self, room_id: &str, user_id: &str) {
         self.joined
             .lock()

@@ -104,6 +104,15 @@ impl Bridge {
             metrics::counter!("passerelle_echoes_dropped_total").increment(1);
             return Ok(None);
         }
+        if event_type == "m.room.member"
+            && str_at(&event, "/content/membership") == Some("invite")
+            && let Some(ghost) = str_at(&event, "/state_key").filter(|g| self.is_our_user(g))
+        {
+            let ghost = ghost.to_owned();
+            self.handle_ghost_invite(&event, &sender, &room_id, &ghost)
+                .await?;
+            return Ok(None);
+        }
         let event_id = str_at(&event, "/event_id").unwrap_or_default().to_owned();
         if event_type == "m.room.message"
             && let Some(body) = str_at(&event, "/content/body")
@@ -163,6 +172,7 @@ impl Bridge {
                     mxid: sender.clone(),
                     display_name,
                     avatar_url: None,
+                    level,
                 },
                 via,
                 event_id,
@@ -538,6 +548,73 @@ impl Bridge {
         Ok(())
     }
 
+    /// A Matrix user invited one of our ghosts: in a portal the ghost just
+    /// joins; elsewhere the module may turn the room into a private chat.
+    async fn handle_ghost_invite(
+        self: &Arc<Self>,
+        event: &Value,
+        sender: &str,
+        room_id: &str,
+        ghost: &str,
+    ) -> anyhow::Result<()> {
+        let intent = self.intent(ghost)?;
+        let room = ruma::RoomId::parse(room_id)?;
+        if self.store.portal_by_room(room_id).await?.is_some() {
+            intent.join(&ruma::RoomOrAliasId::parse(room_id)?).await?;
+            return Ok(());
+        }
+        let found = self.module_of_ghost(ghost);
+        let info = match (
+            &found,
+            self.permissions.level(sender) >= PermissionLevel::User,
+        ) {
+            (Some((network, remote)), true) => network.private_chat(sender, remote).await?,
+            _ => None,
+        };
+        let Some(mut info) = info else {
+            tracing::info!(room_id, "declining a ghost invite");
+            intent.leave(&room).await?;
+            return Ok(());
+        };
+        let is_direct = event.pointer("/content/is_direct").and_then(Value::as_bool) == Some(true);
+        info.kind = if is_direct {
+            passerelle_api::PortalKind::Dm
+        } else {
+            info.kind
+        };
+        intent.join(&ruma::RoomOrAliasId::parse(room_id)?).await?;
+        self.mark_joined(room_id, ghost);
+        self.store
+            .upsert_portal(&PortalRow {
+                key: info.key.clone(),
+                room_id: Some(room_id.to_owned()),
+                kind: info.kind,
+                name: info.name.clone(),
+                relay: info.relay,
+                disappear_after_ms: None,
+                metadata: serde_json::json!({"private_chat_with": ghost}),
+                created_ts: now_ms(),
+            })
+            .await?;
+        tracing::info!(portal = %info.key, room_id, "private chat portal created from an invite");
+        Ok(())
+    }
+
+    /// The module and remote user behind a ghost's user id.
+    fn module_of_ghost(
+        &self,
+        ghost: &str,
+    ) -> Option<(
+        Arc<dyn passerelle_api::Network>,
+        passerelle_api::RemoteUserId,
+    )> {
+        let local = crate::mxid::unescape_localpart(crate::mxid::localpart_of(ghost)?)?;
+        let (id, _) = self.network_for_localpart(&local)?;
+        let network = self.network(id)?.clone();
+        let remote = network.parse_ghost_localpart(&local)?;
+        Some((network, remote))
+    }
+
     /// `m.typing` snapshots become started/stopped typing events for portals.
     pub(crate) fn handle_ephemeral(self: &Arc<Self>, event: Value) {
         if str_at(&event, "/type") != Some("m.typing") {
@@ -589,6 +666,7 @@ impl Bridge {
                         portal: portal.key.clone(),
                         sender: MatrixSender {
                             display_name: user.clone(),
+                            level: bridge.permissions.level(&user),
                             mxid: user,
                             avatar_url: None,
                         },

@@ -9,6 +9,7 @@ pub mod config;
 mod ghost;
 mod inbound;
 pub mod matrix;
+pub mod media;
 pub mod metrics;
 pub mod mxid;
 pub mod networks;

@@ -478,6 +478,39 @@ impl Bridge {
                     .await?;
                 Ok(Some(id.to_string()))
             }
+            RemoteEventKind::PowerLevel { target, level } => {
+                let network_module = self.network(network).context("module")?;
+                let target_mxid =
+                    crate::mxid::user_id(&network_module.ghost_localpart(target), self.domain());
+                let mut power = self
+                    .bot
+                    .state_event(&room, "m.room.power_levels", "")
+                    .await?
+                    .unwrap_or_else(|| json!({}));
+                let current = power.pointer(&format!(
+                    "/users/{}",
+                    target_mxid.replace('~', "~0").replace('/', "~1")
+                ));
+                if current.and_then(Value::as_i64).unwrap_or(0) == *level {
+                    return Ok(None);
+                }
+                if !power["users"].is_object() {
+                    power["users"] = json!({});
+                }
+                if *level == 0 {
+                    power["users"]
+                        .as_object_mut()
+                        .expect("object")
+                        .remove(&target_mxid);
+                } else {
+                    power["users"][&target_mxid] = json!(level);
+                }
+                let id = self
+                    .bot
+                    .send_state(&room, "m.room.power_levels", "", &power, ts)
+                    .await?;
+                Ok(Some(id.to_string()))
+            }
             RemoteEventKind::Typing { typing } => {
                 self.ensure_joined(&room_id, &ghost).await?;
                 intent.typing(&room, *typing, 30_000).await?;

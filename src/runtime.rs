@@ -57,6 +57,19 @@ impl Runtime for RuntimeHandle {
         })
     }
 
+    async fn portals(&self) -> Result<Vec<PortalKey>, BridgeError> {
+        let rows = self.bridge.store.portals().await.map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .filter(|p| p.key.network.as_str() == self.network && p.room_id.is_some())
+            .map(|p| p.key)
+            .collect())
+    }
+
+    fn media_link(&self, mxc: &str, filename: &str) -> Option<String> {
+        self.bridge.media_link(mxc, filename)
+    }
+
     async fn portal_room(&self, portal: &PortalKey) -> Result<Option<String>, BridgeError> {
         Ok(self
             .bridge

@@ -432,3 +432,130 @@ async fn undeliverable_messages_and_missing_permissions_are_reported_in_the_room
     );
     bridge.stop().await;
 }
+
+#[tokio::test]
+async fn ghost_invites_make_private_chats_and_ranks_become_power_levels() {
+    let mut bridge = RunningBridge::start(&fresh_db("dm").await).await;
+    let alice = setup().await.hs.register_user("alice").await;
+
+    // Inviting a ghost to a new room makes it a private chat with that user.
+    let dm = alice
+        .create_room(json!({"is_direct": true, "invite": ["@_test_zoe:localhost"], "preset": "trusted_private_chat"}))
+        .await;
+    let mut joined = false;
+    for _ in 0..100 {
+        if alice
+            .joined_members(&dm)
+            .await
+            .iter()
+            .any(|m| m == "@_test_zoe:localhost")
+        {
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(joined, "the ghost joins the private chat");
+    let hello = alice.send_text(&dm, "hi zoe").await;
+    let got = bridge
+        .net
+        .wait_received("the private message", |e| e.event_id == hello)
+        .await;
+    assert_eq!(got.portal.id, "pm/zoe/@alice:localhost");
+
+    // A user the module declines: the ghost leaves again.
+    let other = alice
+        .create_room(json!({"invite": ["@_test_shy:localhost"]}))
+        .await;
+    let mut left = false;
+    for _ in 0..100 {
+        let member = alice
+            .room_state(&other, "m.room.member", "@_test_shy:localhost")
+            .await;
+        if member.as_ref().and_then(|m| m["membership"].as_str()) == Some("leave") {
+            left = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(left, "a declined ghost invite is rejected");
+
+    // An op on the remote side becomes a power level on the ghost.
+    let room = portal_with(&bridge, "ranks", &alice).await;
+    let op = RemoteEventKind::PowerLevel {
+        target: "bob".into(),
+        level: 50,
+    };
+    bridge
+        .net
+        .push(remote("ranks", "bob", now_ms(), op))
+        .await
+        .unwrap();
+    let power = alice
+        .room_state(&room, "m.room.power_levels", "")
+        .await
+        .unwrap();
+    assert_eq!(power["users"]["@_test_bob:localhost"], 50, "{power}");
+    let deop = RemoteEventKind::PowerLevel {
+        target: "bob".into(),
+        level: 0,
+    };
+    bridge
+        .net
+        .push(remote("ranks", "bob", now_ms(), deop))
+        .await
+        .unwrap();
+    let power = alice
+        .room_state(&room, "m.room.power_levels", "")
+        .await
+        .unwrap();
+    assert!(
+        power["users"].get("@_test_bob:localhost").is_none(),
+        "{power}"
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn media_links_serve_matrix_files_to_outsiders_and_refuse_forgeries() {
+    let setup = setup().await;
+    let extra = format!("media: {{public_url: 'http://127.0.0.1:{}'}}", setup.port);
+    let mut bridge = RunningBridge::start_with(&fresh_db("media").await, &extra).await;
+    let alice = setup.hs.register_user("alice").await;
+    let upload = reqwest::Client::new()
+        .post(format!(
+            "{}/_matrix/media/v3/upload?filename=notes.txt",
+            setup.hs.base_url
+        ))
+        .bearer_auth(alice.access_token())
+        .header("content-type", "text/plain")
+        .body("line one\nline two\n")
+        .send()
+        .await
+        .unwrap();
+    let mxc = upload.json::<Value>().await.unwrap()["content_uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let link = bridge
+        .net
+        .runtime()
+        .media_link(&mxc, "notes.txt")
+        .expect("a link with media.public_url set");
+    assert!(
+        link.starts_with(&format!(
+            "http://127.0.0.1:{}/_passerelle/media/",
+            setup.port
+        )),
+        "{link}"
+    );
+    let fetched = reqwest::get(&link).await.unwrap();
+    assert_eq!(fetched.status().as_u16(), 200);
+    assert!(fetched.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert_eq!(fetched.text().await.unwrap(), "line one\nline two\n");
+
+    let forged = link.replacen("/media/", "/media/x", 1);
+    assert_eq!(reqwest::get(&forged).await.unwrap().status().as_u16(), 404);
+    bridge.stop().await;
+}

@@ -129,6 +129,26 @@ impl Network for TestNetwork {
             .map(|id| Sender::new(id).with_display_name(format!("{id} (Test)"))))
     }
 
+    async fn private_chat(
+        &self,
+        mxid: &str,
+        with: &passerelle_api::RemoteUserId,
+    ) -> Result<Option<PortalInfo>, BridgeError> {
+        if with.as_str().starts_with("shy") {
+            return Ok(None);
+        }
+        let mut info = PortalInfo::new(
+            PortalKey::new("test", format!("pm/{with}/{mxid}")),
+            PortalKind::Dm,
+        );
+        info.name = Some(with.to_string());
+        Ok(Some(info))
+    }
+
+    fn parse_ghost_localpart(&self, localpart: &str) -> Option<passerelle_api::RemoteUserId> {
+        localpart.strip_prefix("_test_").map(Into::into)
+    }
+
     fn commands(&self) -> Vec<CommandSpec> {
         vec![
             CommandSpec {

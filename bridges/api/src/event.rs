@@ -148,6 +148,12 @@ pub enum RemoteEventKind {
     },
     /// Only the sender's profile changed (display name, avatar).
     Profile,
+    /// `target`'s rank in the chat changed (IRC op/voice, Telegram admin):
+    /// `level` is the Matrix power level to give its ghost.
+    PowerLevel {
+        target: RemoteUserId,
+        level: i64,
+    },
 }
 
 impl RemoteEvent {
@@ -181,6 +187,7 @@ impl RemoteEvent {
             RemoteEventKind::Rename { .. } => "rename",
             RemoteEventKind::Typing { .. } => "typing",
             RemoteEventKind::Profile => "profile",
+            RemoteEventKind::PowerLevel { .. } => "power_level",
         }
     }
 }

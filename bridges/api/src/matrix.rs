@@ -26,6 +26,9 @@ pub struct MatrixSender {
     pub display_name: String,
     /// `mxc://` avatar, if any.
     pub avatar_url: Option<String>,
+    /// The sender's permission level: a module gives its own remote identity
+    /// (a puppet connection) only to `user` and above.
+    pub level: crate::command::PermissionLevel,
 }
 
 /// A Matrix event for a module.

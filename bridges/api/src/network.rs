@@ -134,6 +134,25 @@ pub trait Network: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// A Matrix user invited the ghost of `with` to a room that is not a
+    /// portal: return the private-chat portal to make of that room, or
+    /// `None` to decline (the ghost then leaves).
+    async fn private_chat(
+        &self,
+        mxid: &str,
+        with: &RemoteUserId,
+    ) -> Result<Option<PortalInfo>, BridgeError> {
+        let _ = (mxid, with);
+        Ok(None)
+    }
+
+    /// The user behind a ghost localpart (unescaped, with the prefix), if it
+    /// is one of this module's. Pure.
+    fn parse_ghost_localpart(&self, localpart: &str) -> Option<RemoteUserId> {
+        let _ = localpart;
+        None
+    }
+
     /// The homeserver asked about a user in our namespace. Return the remote
     /// user and its profile if it exists, or `None` for a 404.
     async fn resolve_user(

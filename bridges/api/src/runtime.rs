@@ -25,6 +25,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// (Telegram offsets, Slack acks) advance only then.
     fn enqueue(&self, event: RemoteEvent) -> Pending;
 
+    /// This module's portals that have a room (to rejoin channels at start).
+    async fn portals(&self) -> Result<Vec<PortalKey>, BridgeError>;
+
+    /// A link anyone can open (an IRC user, say) that serves this Matrix
+    /// media, or `None` when the bridge has no public media endpoint.
+    fn media_link(&self, mxc: &str, filename: &str) -> Option<String>;
+
     /// The Matrix room of a portal, if it has one.
     async fn portal_room(&self, portal: &PortalKey) -> Result<Option<String>, BridgeError>;
 
