@@ -178,7 +178,12 @@ async fn put_transaction(
             return matrix_error(StatusCode::BAD_REQUEST, errcode, &message);
         }
     };
-    match bridge.handle_transaction(&txn_id, txn).await {
+    // Detached: if the homeserver gives up on the request, the handling
+    // still completes instead of stopping halfway.
+    let task_txn_id = txn_id.clone();
+    let handled =
+        tokio::spawn(async move { bridge.handle_transaction(&task_txn_id, txn).await }).await;
+    match handled.unwrap_or_else(|e| Err(anyhow::anyhow!("transaction task failed: {e}"))) {
         Ok(()) => ok_empty(),
         Err(e) => {
             // Not acknowledged: the homeserver retries the same transaction.

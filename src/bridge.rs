@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::appservice::Transaction;
 use crate::config::Config;
+use crate::inbound::Dispatched;
 use crate::matrix::{Intent, MatrixClient, RetryPolicy};
 use crate::mxid;
 use crate::permissions::Permissions;
@@ -131,23 +132,22 @@ impl Bridge {
         }
     }
 
-    /// Handles one appservice transaction: once per transaction id and once
-    /// per event id, also across restarts. Returns only when every event was
-    /// handled, so the homeserver's retry covers a crash in between.
+    /// Handles one appservice transaction. Events for modules are recorded
+    /// as pending (ids only, no content) and queued; the rest (commands,
+    /// invites) is handled here. The homeserver gets its answer once every
+    /// event is handled or durably pending, so a crash loses nothing: pending
+    /// events are fetched again and delivered at the next start. Each event
+    /// is handled once, whatever transactions repeat it.
     pub async fn handle_transaction(
         self: &Arc<Self>,
         txn_id: &str,
         txn: Transaction,
     ) -> anyhow::Result<()> {
         let _one_at_a_time = self.txn_lock.lock().await;
-        if self.store.is_txn_handled(txn_id).await? {
-            metrics::counter!("passerelle_transactions_total", "outcome" => "duplicate")
-                .increment(1);
-            tracing::debug!(txn_id, "transaction already handled");
-            return Ok(());
-        }
-        let mut waits = Vec::new();
-        let mut handled_ids = Vec::new();
+        // A repeated transaction id is only a hint: a homeserver whose
+        // database was reset counts from 1 again, so events are checked one
+        // by one whatever the id says.
+        let repeated = self.store.is_txn_handled(txn_id).await?;
         for event in txn.events {
             let Some(event_id) = event
                 .get("event_id")
@@ -156,31 +156,61 @@ impl Bridge {
             else {
                 continue;
             };
-            if self.store.is_event_handled(&event_id).await? {
+            if self.store.is_event_handled(&event_id).await?
+                || self.store.is_pending(&event_id).await?
+            {
                 tracing::debug!(event_id, "event already handled");
                 continue;
             }
-            if let Some(wait) = self.dispatch_matrix_event(event).await? {
-                waits.push(wait);
+            if self.dispatch_matrix_event(event, false).await? == Dispatched::Inline {
+                self.store.claim_event(&event_id, now_ms()).await?;
             }
-            handled_ids.push(event_id);
         }
-        for wait in waits {
-            // A dropped sender means the worker gave up at shutdown; the event
-            // stays unmarked, so the homeserver's retry brings it back.
-            wait.await
-                .context("portal queue stopped before the event was handled")?;
+        if !repeated {
+            for ephemeral in txn.ephemeral {
+                self.handle_ephemeral(ephemeral);
+            }
         }
-        let now = now_ms();
-        for event_id in &handled_ids {
-            self.store.claim_event(event_id, now).await?;
-        }
-        for ephemeral in txn.ephemeral {
-            self.handle_ephemeral(ephemeral);
-        }
-        self.store.mark_txn_handled(txn_id, now).await?;
-        metrics::counter!("passerelle_transactions_total", "outcome" => "handled").increment(1);
+        self.store.mark_txn_handled(txn_id, now_ms()).await?;
+        let outcome = if repeated { "duplicate" } else { "handled" };
+        metrics::counter!("passerelle_transactions_total", "outcome" => outcome).increment(1);
         Ok(())
+    }
+
+    /// Delivers the events that were acknowledged but not delivered before
+    /// the last stop, fetching each again from the homeserver.
+    pub async fn replay_pending(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let pending = self.store.pending_events().await?;
+        let count = pending.len();
+        for (event_id, room_id) in pending {
+            let (Ok(room), Ok(id)) = (
+                ruma::RoomId::parse(&room_id),
+                ruma::EventId::parse(&event_id),
+            ) else {
+                self.store.finish_pending(&event_id, now_ms()).await?;
+                continue;
+            };
+            match self.bot.event(&room, &id).await {
+                Ok(Some(mut event)) => {
+                    if event.get("room_id").is_none() {
+                        event["room_id"] = serde_json::json!(room_id);
+                    }
+                    if self.dispatch_matrix_event(event, true).await? == Dispatched::Inline {
+                        self.store.finish_pending(&event_id, now_ms()).await?;
+                    }
+                }
+                Ok(None) => {
+                    tracing::warn!(event_id, "a pending event is gone from the homeserver");
+                    self.store.finish_pending(&event_id, now_ms()).await?;
+                }
+                Err(e) if e.is_transient() => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(event_id, error = %e, "cannot fetch a pending event; dropping it");
+                    self.store.finish_pending(&event_id, now_ms()).await?;
+                }
+            }
+        }
+        Ok(count)
     }
 
     /// `GET /users/{userId}`: create the ghost if its module knows the user.
@@ -307,21 +337,46 @@ pub async fn run(
     )?;
     let bot = matrix.bot(&config.appservice.bot_localpart)?;
 
-    let versions = matrix.versions().await.with_context(|| {
-        format!(
-            "homeserver at {} does not answer /versions",
-            config.homeserver.url
-        )
-    })?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    // The homeserver may still be starting (an upgrade, a service manager
+    // starting both): wait for it rather than exit.
+    let mut delay = Duration::from_secs(1);
+    let versions = loop {
+        tokio::select! {
+            answer = matrix.versions() => match answer {
+                Ok(versions) => break versions,
+                Err(e) => {
+                    tracing::warn!(
+                        homeserver = %config.homeserver.url,
+                        error = %e,
+                        retry_in = ?delay,
+                        "the homeserver does not answer /versions yet"
+                    );
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = &mut shutdown => return Ok(()),
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+    };
     tracing::info!(versions = versions.len(), "homeserver reachable");
     bot.ensure_registered()
         .await
         .context("registering the bot")?;
-    if let Err(e) = bot
-        .set_displayname(&config.appservice.bot_displayname)
-        .await
-    {
-        tracing::warn!(error = %e, "could not set the bot's display name");
+    match bot.profile().await {
+        Ok(profile)
+            if profile.displayname.as_deref() == Some(&config.appservice.bot_displayname) => {}
+        _ => {
+            if let Err(e) = bot
+                .set_displayname(&config.appservice.bot_displayname)
+                .await
+            {
+                tracing::warn!(error = %e, "could not set the bot's display name");
+            }
+        }
     }
 
     let infos: BTreeMap<String, NetworkInfo> = networks
@@ -392,6 +447,25 @@ pub async fn run(
         });
     }
 
+    // Modules first: the successful ping below makes the homeserver send
+    // its backlog at once, and that must find the modules ready.
+    for (id, network) in bridge.networks() {
+        let handle = crate::runtime::RuntimeHandle::new(bridge.clone(), id.clone());
+        network
+            .start(Arc::new(handle))
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the {id} module: {e}"))?;
+        tracing::info!(network = %id, "module started");
+    }
+    match bridge.replay_pending().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            events = n,
+            "delivering events left pending at the last stop"
+        ),
+        Err(e) => tracing::warn!(error = %e, "pending events stay pending until the next start"),
+    }
+
     let app = crate::appservice::router(bridge.clone());
     let mut stop = shutdown_rx.clone();
     let server = tokio::spawn(
@@ -422,36 +496,41 @@ pub async fn run(
         }
     }
 
-    for (id, network) in bridge.networks() {
-        let handle = crate::runtime::RuntimeHandle::new(bridge.clone(), id.clone());
-        network
-            .start(Arc::new(handle))
-            .await
-            .map_err(|e| anyhow::anyhow!("starting the {id} module: {e}"))?;
-        tracing::info!(network = %id, "module started");
-    }
-
     crate::retention::spawn_purge(bridge.clone());
     tracing::info!("passerelle is running");
 
     shutdown.await;
     tracing::info!("shutting down: finishing in-flight work");
     let _ = shutdown_tx.send(true);
+    // No new transactions; then let the portal queues drain while the
+    // modules are still connected; then stop the modules.
     let _ = server.await;
+    bridge.queues.close();
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        while bridge.queues.active_workers() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            queued = bridge.queues.depth(),
+            "portal queues did not drain within 30 s; unfinished Matrix events stay pending"
+        );
+    }
     for (id, network) in bridge.networks() {
         network.stop().await;
         tracing::info!(network = %id, "module stopped");
     }
-    bridge.queues.close();
     bridge.task_guard.lock().expect("task guard lock").take();
     drop(bridge);
-    if tokio::time::timeout(Duration::from_secs(30), async {
+    if tokio::time::timeout(Duration::from_secs(10), async {
         while tasks_done.recv().await.is_some() {}
     })
     .await
     .is_err()
     {
-        tracing::warn!("some tasks did not finish within 30 s");
+        tracing::warn!("some tasks did not finish within 10 s");
     }
     tracing::info!("stopped");
     Ok(())

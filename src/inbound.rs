@@ -10,7 +10,6 @@ use passerelle_api::{
     PermissionLevel, RemoteMedia, RemoteMessageId, Via,
 };
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use crate::bridge::{Bridge, now_ms};
 use crate::portal::Job;
@@ -41,6 +40,17 @@ pub(crate) struct MatrixJob {
     pub event: MatrixEvent,
     pub room_id: String,
     pub record: Record,
+    /// Recorded as pending: finished once delivered or reported.
+    pub pending: bool,
+}
+
+/// Where an event went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dispatched {
+    /// Handled already (command, invite, ignored).
+    Inline,
+    /// On its portal queue, recorded as pending.
+    Queued,
 }
 
 /// How often a retryable module failure is tried before the user is told.
@@ -78,18 +88,18 @@ pub(crate) fn strip_html_reply_fallback(html: &str) -> String {
 }
 
 impl Bridge {
-    /// Handles one event of a transaction. Returns a receiver when the event
-    /// went to a portal queue: the transaction is acknowledged after it fires.
+    /// Handles one event of a transaction (or a pending one, `replaying`).
     pub(crate) async fn dispatch_matrix_event(
         self: &Arc<Self>,
         event: Value,
-    ) -> anyhow::Result<Option<oneshot::Receiver<()>>> {
+        replaying: bool,
+    ) -> anyhow::Result<Dispatched> {
         let (Some(event_type), Some(sender), Some(room_id)) = (
             str_at(&event, "/type"),
             str_at(&event, "/sender"),
             str_at(&event, "/room_id"),
         ) else {
-            return Ok(None);
+            return Ok(Dispatched::Inline);
         };
         let (event_type, sender, room_id) =
             (event_type.to_owned(), sender.to_owned(), room_id.to_owned());
@@ -98,11 +108,11 @@ impl Bridge {
         {
             self.handle_bot_membership(&event, &sender, &room_id)
                 .await?;
-            return Ok(None);
+            return Ok(Dispatched::Inline);
         }
         if self.is_our_user(&sender) {
             metrics::counter!("passerelle_echoes_dropped_total").increment(1);
-            return Ok(None);
+            return Ok(Dispatched::Inline);
         }
         if event_type == "m.room.member"
             && str_at(&event, "/content/membership") == Some("invite")
@@ -111,7 +121,7 @@ impl Bridge {
             let ghost = ghost.to_owned();
             self.handle_ghost_invite(&event, &sender, &room_id, &ghost)
                 .await?;
-            return Ok(None);
+            return Ok(Dispatched::Inline);
         }
         let event_id = str_at(&event, "/event_id").unwrap_or_default().to_owned();
         if event_type == "m.room.message"
@@ -120,10 +130,10 @@ impl Bridge {
         {
             let reply = self.run_command(&room_id, &sender, &command).await;
             self.notice(&room_id, &reply, Some(&event_id)).await;
-            return Ok(None);
+            return Ok(Dispatched::Inline);
         }
         let Some(portal) = self.store.portal_by_room(&room_id).await? else {
-            return Ok(None);
+            return Ok(Dispatched::Inline);
         };
         let network_id = portal.key.network.as_str().to_owned();
         let level = self.permissions.level(&sender);
@@ -140,10 +150,10 @@ impl Bridge {
                 )
                 .await;
             }
-            return Ok(None);
+            return Ok(Dispatched::Inline);
         }
         let Some((kind, record)) = self.convert(&portal, &event_type, &event).await? else {
-            return Ok(None);
+            return Ok(Dispatched::Inline);
         };
         let via = match self.store.login(&portal.key.network, &sender).await? {
             Some(login) => Via::Login {
@@ -157,12 +167,12 @@ impl Bridge {
                     );
                     self.notice(&room_id, &text, Some(&event_id)).await;
                 }
-                return Ok(None);
+                return Ok(Dispatched::Inline);
             }
         };
         if let Some(reason) = self.unsupported(&network_id, &kind) {
             self.notice(&room_id, &reason, Some(&event_id)).await;
-            return Ok(None);
+            return Ok(Dispatched::Inline);
         }
         let display_name = self.display_name(&room_id, &sender).await;
         let job = MatrixJob {
@@ -184,18 +194,18 @@ impl Bridge {
             },
             room_id,
             record,
+            pending: true,
         };
-        let (done, wait) = oneshot::channel();
-        if !self.push_job(
-            portal.key.clone(),
-            Job::Matrix {
-                job: Box::new(job),
-                done,
-            },
-        ) {
+        if !replaying {
+            self.store
+                .add_pending(&job.event.event_id, &job.room_id, now_ms())
+                .await?;
+        }
+        if !self.push_job(portal.key.clone(), Job::Matrix { job: Box::new(job) }) {
+            // It stays pending and is delivered at the next start.
             anyhow::bail!("shutting down");
         }
-        Ok(Some(wait))
+        Ok(Dispatched::Queued)
     }
 
     /// The sender's display name in the room, else the localpart.
@@ -411,6 +421,14 @@ impl Bridge {
     pub(crate) async fn deliver_matrix(self: &Arc<Self>, job: MatrixJob) {
         let network_id = job.event.portal.network.as_str().to_owned();
         let Some(network) = self.network(&network_id).cloned() else {
+            tracing::warn!(network = %network_id, "a portal of a network that is not enabled");
+            self.notice(
+                &job.room_id,
+                &format!("⚠️ Not delivered: the {network_id} bridge is not enabled."),
+                Some(&job.event.event_id),
+            )
+            .await;
+            self.finish(&job).await;
             return;
         };
         let kind = job.event.kind.name();
@@ -442,6 +460,11 @@ impl Bridge {
                     tracing::error!(error = %e, "could not record the message map");
                 }
             }
+            Err(e) if e.kind == ErrorKind::Retryable && self.is_shutting_down() => {
+                // Still pending: delivered at the next start.
+                tracing::info!(network = %network_id, kind, "left for the next start");
+                return;
+            }
             Err(e) => {
                 metrics::counter!("passerelle_events_failed_total", "network" => network_id.clone(), "direction" => "matrix_to_remote")
                     .increment(1);
@@ -454,6 +477,20 @@ impl Bridge {
                 self.notice(&job.room_id, &text, Some(&job.event.event_id))
                     .await;
             }
+        }
+        self.finish(&job).await;
+    }
+
+    /// Marks a pending job's event handled. A failure here only means the
+    /// event is delivered again after a restart.
+    async fn finish(&self, job: &MatrixJob) {
+        if job.pending
+            && let Err(e) = self
+                .store
+                .finish_pending(&job.event.event_id, now_ms())
+                .await
+        {
+            tracing::error!(error = %e, "could not mark an event handled");
         }
     }
 
@@ -679,15 +716,9 @@ impl Bridge {
                     },
                     room_id: room_id.clone(),
                     record: Record::Nothing,
+                    pending: false,
                 };
-                let (done, _) = oneshot::channel();
-                bridge.push_job(
-                    portal.key.clone(),
-                    Job::Matrix {
-                        job: Box::new(job),
-                        done,
-                    },
-                );
+                bridge.push_job(portal.key.clone(), Job::Matrix { job: Box::new(job) });
             }
         });
     }

@@ -29,7 +29,6 @@ pub(crate) enum Job {
     },
     Matrix {
         job: Box<MatrixJob>,
-        done: oneshot::Sender<()>,
     },
 }
 
@@ -37,6 +36,8 @@ pub(crate) enum Job {
 pub(crate) struct PortalQueues {
     senders: Mutex<HashMap<PortalKey, mpsc::UnboundedSender<Job>>>,
     depth: AtomicI64,
+    /// Worker tasks alive; shutdown waits for them.
+    active: AtomicI64,
     closed: AtomicBool,
     /// Serialises portal room creation so two events cannot create two rooms.
     pub(crate) create_lock: tokio::sync::Mutex<()>,
@@ -50,6 +51,10 @@ impl PortalQueues {
     fn add_depth(&self, delta: i64) {
         let now = self.depth.fetch_add(delta, Ordering::Relaxed) + delta;
         metrics::gauge!("passerelle_queue_depth").set(now as f64);
+    }
+
+    pub fn active_workers(&self) -> i64 {
+        self.active.load(Ordering::SeqCst)
     }
 
     /// Stops accepting jobs; workers finish what they hold and exit.
@@ -93,6 +98,7 @@ impl Bridge {
         tx.send(job).expect("fresh channel");
         senders.insert(key.clone(), tx);
         let guard = self.task_guard();
+        self.queues.active.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(worker(self.clone(), key, rx, guard));
         true
     }
@@ -610,6 +616,14 @@ async fn worker(
     mut rx: mpsc::UnboundedReceiver<Job>,
     _guard: Option<mpsc::Sender<()>>,
 ) {
+    struct Active<'a>(&'a PortalQueues);
+    impl Drop for Active<'_> {
+        fn drop(&mut self) {
+            self.0.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let bridge_for_count = bridge.clone();
+    let _active = Active(&bridge_for_count.queues);
     loop {
         let job = match tokio::time::timeout(IDLE_WORKER, rx.recv()).await {
             Ok(Some(job)) => job,
@@ -629,10 +643,7 @@ async fn worker(
                 let result = bridge.deliver_remote(*event).await;
                 let _ = done.send(result);
             }
-            Job::Matrix { job, done } => {
-                bridge.deliver_matrix(*job).await;
-                let _ = done.send(());
-            }
+            Job::Matrix { job } => bridge.deliver_matrix(*job).await,
         }
     }
 }

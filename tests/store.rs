@@ -153,6 +153,7 @@ macro_rules! store_suite {
                     login_round_trip,
                     txn_dedupe,
                     event_dedupe,
+                    pending_events_in_order_until_finished,
                     concurrent_event_claims,
                     message_parts_in_order,
                     message_insert_is_idempotent,
@@ -507,6 +508,28 @@ mod suite {
         );
         assert_eq!(store.logins_of(alice).await.unwrap(), vec![libera, beta]);
         assert_eq!(store.logins_on(&slack).await.unwrap().len(), 2);
+    }
+
+    pub async fn pending_events_in_order_until_finished(store: &Store) {
+        assert!(store.pending_events().await.unwrap().is_empty());
+        store.add_pending("$b", "!room2", T0 + 1).await.unwrap();
+        store.add_pending("$a", "!room1", T0).await.unwrap();
+        store.add_pending("$a", "!room1", T0 + 5).await.unwrap();
+        assert!(store.is_pending("$a").await.unwrap());
+        assert_eq!(
+            store.pending_events().await.unwrap(),
+            [
+                ("$a".to_owned(), "!room1".to_owned()),
+                ("$b".to_owned(), "!room2".to_owned())
+            ]
+        );
+        store.finish_pending("$a", T0 + 10).await.unwrap();
+        assert!(!store.is_pending("$a").await.unwrap());
+        assert!(
+            store.is_event_handled("$a").await.unwrap(),
+            "finishing claims the event"
+        );
+        assert_eq!(store.pending_events().await.unwrap().len(), 1);
     }
 
     pub async fn txn_dedupe(store: &Store) {
@@ -1019,7 +1042,10 @@ mod suite {
                 .iter()
                 .map(|row| (row.get("version"), row.get("description")))
                 .collect();
-        assert_eq!(applied, vec![(1, "initial".to_owned())]);
+        assert_eq!(
+            applied,
+            vec![(1, "initial".to_owned()), (2, "pending event".to_owned())]
+        );
         raw.close().await;
     }
 
@@ -1075,6 +1101,7 @@ mod suite {
             ],
         ),
         ("module_state", &["network", "state_key", "value"]),
+        ("pending_event", &["event_id", "room_id", "received_ts"]),
         (
             "portal",
             &[
@@ -1190,8 +1217,14 @@ fn migration_files_snapshot() {
         names.sort();
         names
     };
-    assert_eq!(list("sqlite"), ["0001_initial.sql"]);
-    assert_eq!(list("postgres"), ["0001_initial.sql"]);
+    assert_eq!(
+        list("sqlite"),
+        ["0001_initial.sql", "0002_pending_event.sql"]
+    );
+    assert_eq!(
+        list("postgres"),
+        ["0001_initial.sql", "0002_pending_event.sql"]
+    );
 }
 
 /// Also checks WAL, which is persistent in the file.

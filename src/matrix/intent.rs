@@ -411,6 +411,20 @@ impl Intent {
         }
     }
 
+    /// `GET /rooms/{roomId}/event/{eventId}`: one event as the client API
+    /// serves it; `None` when the homeserver does not have it (404).
+    pub async fn event(&self, room: &RoomId, event_id: &EventId) -> Result<Option<Value>> {
+        let path = room_path(room, &format!("event/{}", encode(event_id.as_str())));
+        match self
+            .call(Request::new(Method::GET, "get_event", path))
+            .await
+        {
+            Ok(response) => response.parse().map(Some),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `PUT /rooms/{roomId}/redact/{eventId}/{txnId}`; returns the redaction's id.
     pub async fn redact(
         &self,

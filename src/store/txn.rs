@@ -64,6 +64,58 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Records that an acknowledged event still has to reach its module.
+    pub async fn add_pending(&self, event_id: &str, room_id: &str, now_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO pending_event (event_id, room_id, received_ts) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(event_id)
+        .bind(room_id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn is_pending(&self, event_id: &str) -> Result<bool> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT room_id FROM pending_event WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// Marks a pending event handled: removes it from the pending list and
+    /// claims its id, in one transaction.
+    pub async fn finish_pending(&self, event_id: &str, now_ms: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO handled_event (event_id, ts) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(event_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM pending_event WHERE event_id = $1")
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Events still to deliver, oldest first: `(event_id, room_id)`.
+    pub async fn pending_events(&self) -> Result<Vec<(String, String)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT event_id, room_id FROM pending_event ORDER BY received_ts, event_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
     /// Retention: deletes message and reaction map rows and dedupe records
     /// with a timestamp strictly before `cutoff_ms`, in one transaction.
     pub async fn purge_before(&self, cutoff_ms: i64) -> Result<PurgeCounts> {

@@ -552,10 +552,76 @@ async fn media_links_serve_matrix_files_to_outsiders_and_refuse_forgeries() {
     );
     let fetched = reqwest::get(&link).await.unwrap();
     assert_eq!(fetched.status().as_u16(), 200);
-    assert!(fetched.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        fetched.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     assert_eq!(fetched.text().await.unwrap(), "line one\nline two\n");
 
     let forged = link.replacen("/media/", "/media/x", 1);
     assert_eq!(reqwest::get(&forged).await.unwrap().status().as_u16(), 404);
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn events_not_delivered_at_shutdown_are_delivered_after_the_restart() {
+    let mut bridge = RunningBridge::start(&fresh_db("pending").await).await;
+    let alice = setup().await.hs.register_user("alice").await;
+    let room = portal_with(&bridge, "pending", &alice).await;
+    bridge
+        .net
+        .offline
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let stuck = alice.send_text(&room, "while the network is down").await;
+    for _ in 0..100 {
+        if bridge
+            .net
+            .attempts
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        bridge
+            .net
+            .attempts
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0,
+        "delivery attempted"
+    );
+    // Stop while the module keeps saying "later": the event stays pending…
+    bridge.restart().await;
+    // …and the fresh module (online) gets it once, fetched from the homeserver.
+    let got = bridge
+        .net
+        .wait_received("the pending event after the restart", |e| {
+            e.event_id == stuck
+        })
+        .await;
+    assert!(
+        matches!(&got.kind, MatrixEventKind::Message(c) if c.body == "while the network is down")
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        bridge
+            .net
+            .received()
+            .iter()
+            .filter(|e| e.event_id == stuck)
+            .count(),
+        1
+    );
+    let notices = alice.messages(&room).await;
+    assert!(
+        !notices.iter().any(|e| e["content"]["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("Not delivered"))),
+        "no failure notice for an event that was only delayed"
+    );
     bridge.stop().await;
 }

@@ -28,6 +28,10 @@ pub struct TestNetwork {
     /// Users invited to portals the module creates.
     pub invite: Mutex<Vec<String>>,
     next_id: AtomicU64,
+    /// While set, every delivery fails as "try again later".
+    pub offline: std::sync::atomic::AtomicBool,
+    /// Delivery attempts, successful or not.
+    pub attempts: AtomicU64,
 }
 
 impl TestNetwork {
@@ -87,6 +91,10 @@ impl Network for TestNetwork {
     async fn stop(&self) {}
 
     async fn handle_matrix(&self, event: MatrixEvent) -> Result<Delivered, BridgeError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        if self.offline.load(Ordering::SeqCst) {
+            return Err(BridgeError::retryable("the test network is offline"));
+        }
         if let MatrixEventKind::Message(content) = &event.kind
             && content.body.contains("please fail")
         {
