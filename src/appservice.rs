@@ -138,10 +138,12 @@ impl Transaction {
                 "Malformed transaction: an event is not an object".to_owned(),
             ));
         }
-        // Homeservers in transition may send both keys; the same event then
-        // appears twice, which the typing diff tolerates.
+        // A homeserver that knows both names sends the same events under
+        // both keys: the unstable one counts only when the stable one is absent.
         let unstable = std::mem::take(&mut txn.ephemeral_unstable);
-        txn.ephemeral.extend(unstable);
+        if txn.ephemeral.is_empty() {
+            txn.ephemeral = unstable;
+        }
         Ok(txn)
     }
 }
@@ -296,6 +298,10 @@ mod tests {
             .iter()
             .map(|e| e["type"].as_str().unwrap())
             .collect();
-        assert_eq!(types, ["m.typing", "m.receipt"]);
+        assert_eq!(types, ["m.typing"], "the stable key wins");
+        let only_unstable =
+            br#"{"events": [], "de.sorunome.msc2409.ephemeral": [{"type": "m.receipt"}]}"#;
+        let txn = Transaction::parse(only_unstable).unwrap();
+        assert_eq!(txn.ephemeral.len(), 1);
     }
 }

@@ -55,6 +55,8 @@ pub struct Bridge {
     pub(crate) joined: Mutex<HashSet<(String, String)>>,
     /// Users typing per room, to turn `m.typing` snapshots into changes.
     pub(crate) typing: Mutex<HashMap<String, HashSet<String>>>,
+    /// When each encrypted room was last told that the bridge cannot read it.
+    pub(crate) encryption_notices: Mutex<HashMap<String, std::time::Instant>>,
     /// Transactions are handled one at a time: a retried transaction waits
     /// for the first attempt instead of racing it.
     pub(crate) txn_lock: tokio::sync::Mutex<()>,
@@ -244,7 +246,8 @@ impl Bridge {
         let Some(rest) = alias.strip_prefix('#') else {
             return Ok(false);
         };
-        let Some((local, server)) = rest.rsplit_once(':') else {
+        // Alias localparts cannot hold `:`; the server name may (a port).
+        let Some((local, server)) = rest.split_once(':') else {
             return Ok(false);
         };
         if server != self.domain() {
@@ -258,7 +261,19 @@ impl Bridge {
             return Ok(false);
         };
         info.alias_localpart = Some(local.to_owned());
-        Ok(self.ensure_portal_with(info).await?.is_some())
+        let key = info.key.clone();
+        let existed = self.store.portal(&key).await?.and_then(|p| p.room_id);
+        let Some(portal) = self.ensure_portal_with(info).await? else {
+            return Ok(false);
+        };
+        if let (Some(room_id), Some(_)) = (&portal.room_id, existed) {
+            // The portal was made without this alias (from a remote message):
+            // point the alias at it now, or the homeserver answers 404.
+            let alias = ruma::RoomAliasId::parse(alias)?;
+            let room = ruma::RoomId::parse(room_id)?;
+            self.bot.set_room_alias(&alias, &room).await?;
+        }
+        Ok(true)
     }
 
     /// Sends a notice from the bot (never fails the caller).
@@ -404,6 +419,7 @@ pub async fn run(
         media_signer,
         joined: Mutex::new(HashSet::new()),
         typing: Mutex::new(HashMap::new()),
+        encryption_notices: Mutex::new(HashMap::new()),
         txn_lock: tokio::sync::Mutex::new(()),
         shutdown: shutdown_rx.clone(),
         task_guard: Mutex::new(Some(task_guard)),

@@ -117,6 +117,7 @@ impl Bridge {
         room_id: &str,
         sender: &str,
         line: &str,
+        event_id: &str,
     ) -> String {
         let words = split_words(line);
         let Some((name, args)) = words.split_first() else {
@@ -127,7 +128,11 @@ impl Bridge {
         if level == PermissionLevel::None {
             return "You are not allowed to use this bridge.".to_owned();
         }
-        tracing::info!(command = %name, level = ?level, "command");
+        if BUILTINS.iter().any(|b| b.name == name) {
+            // Only known command names are logged: in a management room the
+            // first word of any message would otherwise reach the logs.
+            tracing::info!(command = %name, level = ?level, "command");
+        }
         let denied = |spec: &CommandSpec| {
             format!(
                 "You need the `{}` permission for `{}`.",
@@ -190,8 +195,22 @@ impl Bridge {
             } else {
                 return format!("Unknown command `{name}`. Send `help` for the list.");
             };
+        tracing::info!(command = %name, network = %network_id, level = ?level, "command");
         if level < spec.level {
             return denied(&spec);
+        }
+        if name == "login" && !self.is_management_room(room_id, sender).await {
+            // Credentials typed here would stay in the room's history.
+            if !args.is_empty()
+                && let (Ok(room), Ok(event)) =
+                    (ruma::RoomId::parse(room_id), ruma::EventId::parse(event_id))
+                && let Err(e) = self.bot.redact(&room, &event, Some("credentials")).await
+            {
+                tracing::warn!(error = %e, "could not redact a login command");
+            }
+            return "Send `login` in your management room (a direct chat with me), where \
+                    nobody else can read your credentials."
+                .to_owned();
         }
         let Some(network) = self.network(&network_id).cloned() else {
             return format!("`{network_id}` is not enabled.");
@@ -215,6 +234,13 @@ impl Bridge {
             Ok(reply) => reply,
             Err(e) => format!("`{name}` failed: {}", e.message),
         }
+    }
+
+    async fn is_management_room(&self, room_id: &str, sender: &str) -> bool {
+        matches!(
+            self.store.matrix_user(sender).await,
+            Ok(Some(user)) if user.management_room.as_deref() == Some(room_id)
+        )
     }
 
     fn help_text(&self, level: PermissionLevel) -> String {

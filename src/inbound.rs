@@ -44,6 +44,15 @@ pub(crate) struct MatrixJob {
     pub pending: bool,
 }
 
+/// What a Matrix event becomes for its module.
+enum Converted {
+    Event(Box<(MatrixEventKind, Record)>),
+    /// Not for modules (state we do not bridge, relations to nothing).
+    Ignore,
+    /// Cannot be bridged: the sender is told why.
+    Refuse(String),
+}
+
 /// Where an event went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Dispatched {
@@ -110,6 +119,13 @@ impl Bridge {
                 .await?;
             return Ok(Dispatched::Inline);
         }
+        if event_type == "m.room.member"
+            && str_at(&event, "/content/membership") != Some("join")
+            && let Some(member) = str_at(&event, "/state_key").filter(|m| self.is_our_user(m))
+        {
+            // A ghost left or was removed: its next message joins again.
+            self.forget_joined(&room_id, member);
+        }
         if self.is_our_user(&sender) {
             metrics::counter!("passerelle_echoes_dropped_total").increment(1);
             return Ok(Dispatched::Inline);
@@ -128,18 +144,26 @@ impl Bridge {
             && let Some(body) = str_at(&event, "/content/body")
             && let Some(command) = self.command_line(&room_id, &sender, body).await?
         {
-            let reply = self.run_command(&room_id, &sender, &command).await;
+            let reply = self
+                .run_command(&room_id, &sender, &command, &event_id)
+                .await;
             self.notice(&room_id, &reply, Some(&event_id)).await;
             return Ok(Dispatched::Inline);
         }
-        let Some(portal) = self.store.portal_by_room(&room_id).await? else {
+        let portal = self.store.portal_by_room(&room_id).await?;
+        if event_type == "m.room.encrypted" {
+            self.cannot_decrypt(&room_id, &sender, portal.is_some(), &event_id)
+                .await?;
+            return Ok(Dispatched::Inline);
+        }
+        let Some(portal) = portal else {
             return Ok(Dispatched::Inline);
         };
         let network_id = portal.key.network.as_str().to_owned();
         let level = self.permissions.level(&sender);
         let is_message = matches!(
             event_type.as_str(),
-            "m.room.message" | "m.reaction" | "m.room.redaction"
+            "m.room.message" | "m.sticker" | "m.reaction" | "m.room.redaction"
         );
         if level < PermissionLevel::Relay {
             if is_message {
@@ -152,8 +176,13 @@ impl Bridge {
             }
             return Ok(Dispatched::Inline);
         }
-        let Some((kind, record)) = self.convert(&portal, &event_type, &event).await? else {
-            return Ok(Dispatched::Inline);
+        let (kind, record) = match self.convert(&portal, &event_type, &event).await? {
+            Converted::Event(event) => *event,
+            Converted::Ignore => return Ok(Dispatched::Inline),
+            Converted::Refuse(reason) => {
+                self.notice(&room_id, &reason, Some(&event_id)).await;
+                return Ok(Dispatched::Inline);
+            }
         };
         let via = match self.store.login(&portal.key.network, &sender).await? {
             Some(login) => Via::Login {
@@ -208,6 +237,47 @@ impl Bridge {
         Ok(Dispatched::Queued)
     }
 
+    /// An encrypted event in a portal or a management room: say plainly that
+    /// the bridge cannot read it (at most once per room every ten minutes).
+    async fn cannot_decrypt(
+        &self,
+        room_id: &str,
+        sender: &str,
+        is_portal: bool,
+        event_id: &str,
+    ) -> anyhow::Result<()> {
+        let management = self
+            .store
+            .matrix_user(sender)
+            .await?
+            .and_then(|u| u.management_room)
+            .is_some_and(|r| r == room_id);
+        if !is_portal && !management {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        {
+            let mut told = self.encryption_notices.lock().expect("notice lock");
+            if told
+                .get(room_id)
+                .is_some_and(|at| now.duration_since(*at) < Duration::from_secs(600))
+            {
+                return Ok(());
+            }
+            told.insert(room_id.to_owned(), now);
+        }
+        metrics::counter!("passerelle_encrypted_events_refused_total").increment(1);
+        self.notice(
+            room_id,
+            "This room is encrypted and this bridge cannot read encrypted messages yet, so \
+             nothing sent here is bridged. Use an unencrypted room (encryption cannot be \
+             turned off in an existing room).",
+            Some(event_id),
+        )
+        .await;
+        Ok(())
+    }
+
     /// The sender's display name in the room, else the localpart.
     async fn display_name(&self, room_id: &str, user_id: &str) -> String {
         let fallback = crate::mxid::localpart_of(user_id)
@@ -247,10 +317,13 @@ impl Bridge {
         ))
     }
 
-    async fn remote_id_of(
+    /// The bridged message behind an event id, if it belongs to this portal
+    /// (a relation must never reach into another chat).
+    async fn bridged_message(
         &self,
+        portal: &PortalRow,
         event_id: Option<&str>,
-    ) -> anyhow::Result<Option<(RemoteMessageId, String)>> {
+    ) -> anyhow::Result<Option<MessageRow>> {
         let Some(event_id) = event_id else {
             return Ok(None);
         };
@@ -258,18 +331,48 @@ impl Bridge {
             .store
             .message_by_event(event_id)
             .await?
+            .filter(|m| m.portal == portal.key))
+    }
+
+    async fn remote_id_of(
+        &self,
+        portal: &PortalRow,
+        event_id: Option<&str>,
+    ) -> anyhow::Result<Option<(RemoteMessageId, String)>> {
+        Ok(self
+            .bridged_message(portal, event_id)
+            .await?
             .map(|m| (m.remote_id, m.event_id)))
     }
 
-    /// Converts a Matrix event; `None` for events modules do not get.
+    /// Converts a Matrix event for its module.
     async fn convert(
         &self,
         portal: &PortalRow,
         event_type: &str,
         event: &Value,
-    ) -> anyhow::Result<Option<(MatrixEventKind, Record)>> {
+    ) -> anyhow::Result<Converted> {
         let content = event.get("content").cloned().unwrap_or(Value::Null);
-        Ok(match event_type {
+        let sender = str_at(event, "/sender").unwrap_or_default();
+        let converted = match event_type {
+            "m.sticker" => {
+                let mut sticker = content.clone();
+                sticker["msgtype"] = Value::from("m.image");
+                match message_content(&sticker) {
+                    Some(message) => Some((
+                        MatrixEventKind::Message(message),
+                        Record::Message {
+                            reply_to_event: None,
+                            thread_root_event: None,
+                        },
+                    )),
+                    None => {
+                        return Ok(Converted::Refuse(
+                            "This sticker has no file to send.".to_owned(),
+                        ));
+                    }
+                }
+            }
             "m.room.message" => {
                 let relates = content.get("m.relates_to");
                 if relates
@@ -280,12 +383,22 @@ impl Bridge {
                     let target = relates
                         .and_then(|r| r.get("event_id"))
                         .and_then(Value::as_str);
-                    let Some((target, _)) = self.remote_id_of(target).await? else {
-                        return Ok(None);
+                    let Some(original) = self.bridged_message(portal, target).await? else {
+                        return Ok(Converted::Refuse(
+                            "The original message was not bridged (or is older than the \
+                             retention period), so this edit was not sent."
+                                .to_owned(),
+                        ));
                     };
+                    if original.sender_mxid != sender {
+                        return Ok(Converted::Refuse(
+                            "Only the author of a message can edit it.".to_owned(),
+                        ));
+                    }
+                    let target = original.remote_id;
                     let new_content = content.get("m.new_content").unwrap_or(&content);
                     let Some(message) = message_content(new_content) else {
-                        return Ok(None);
+                        return Ok(Converted::Ignore);
                     };
                     Some((
                         MatrixEventKind::Edit {
@@ -296,7 +409,10 @@ impl Bridge {
                     ))
                 } else {
                     let Some(mut message) = message_content(&content) else {
-                        return Ok(None);
+                        let msgtype = str_at(&content, "/msgtype").unwrap_or("(none)");
+                        return Ok(Converted::Refuse(format!(
+                            "Messages of type {msgtype} cannot be bridged."
+                        )));
                     };
                     let reply = relates
                         .and_then(|r| r.pointer("/m.in_reply_to/event_id"))
@@ -321,8 +437,8 @@ impl Bridge {
                     } else {
                         reply
                     };
-                    let reply = self.remote_id_of(reply).await?;
-                    let thread = self.remote_id_of(thread_root).await?;
+                    let reply = self.remote_id_of(portal, reply).await?;
+                    let thread = self.remote_id_of(portal, thread_root).await?;
                     message.reply_to = reply.as_ref().map(|(id, _)| id.clone());
                     message.thread_root = thread.as_ref().map(|(id, _)| id.clone());
                     Some((
@@ -337,10 +453,10 @@ impl Bridge {
             "m.reaction" => {
                 let target = str_at(&content, "/m.relates_to/event_id");
                 let Some(key) = str_at(&content, "/m.relates_to/key").map(str::to_owned) else {
-                    return Ok(None);
+                    return Ok(Converted::Ignore);
                 };
-                let Some((target, _)) = self.remote_id_of(target).await? else {
-                    return Ok(None);
+                let Some((target, _)) = self.remote_id_of(portal, target).await? else {
+                    return Ok(Converted::Ignore);
                 };
                 Some((
                     MatrixEventKind::Reaction {
@@ -356,12 +472,9 @@ impl Bridge {
                     .and_then(Value::as_str)
                     .or_else(|| str_at(&content, "/redacts"));
                 let Some(redacts) = redacts else {
-                    return Ok(None);
+                    return Ok(Converted::Ignore);
                 };
-                if let Some(message) = self.store.message_by_event(redacts).await? {
-                    if message.portal != portal.key {
-                        return Ok(None);
-                    }
+                if let Some(message) = self.bridged_message(portal, Some(redacts)).await? {
                     Some((
                         MatrixEventKind::Redaction {
                             target: message.remote_id.clone(),
@@ -370,7 +483,12 @@ impl Bridge {
                             target: message.remote_id,
                         },
                     ))
-                } else if let Some(reaction) = self.store.reaction_by_event(redacts).await? {
+                } else if let Some(reaction) = self
+                    .store
+                    .reaction_by_event(redacts)
+                    .await?
+                    .filter(|r| r.portal == portal.key)
+                {
                     Some((
                         MatrixEventKind::ReactionRedaction {
                             target: reaction.target_remote_id,
@@ -395,7 +513,7 @@ impl Bridge {
                     }
                     "leave" | "ban" => {
                         let Some(ghost) = self.store.ghost_by_mxid(state_key).await? else {
-                            return Ok(None);
+                            return Ok(Converted::Ignore);
                         };
                         Some((
                             MatrixEventKind::Kick {
@@ -413,6 +531,10 @@ impl Bridge {
                 Some((MatrixEventKind::Topic { topic }, Record::Nothing))
             }
             _ => None,
+        };
+        Ok(match converted {
+            Some(event) => Converted::Event(Box::new(event)),
+            None => Converted::Ignore,
         })
     }
 

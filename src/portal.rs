@@ -214,6 +214,16 @@ impl Bridge {
             )));
         }
         let room = ruma::RoomId::parse(room_id).context("room id")?;
+        if self
+            .bot
+            .state_event(&room, "m.room.encryption", "")
+            .await?
+            .is_some()
+        {
+            anyhow::bail!(BridgeError::permanent(
+                "this room is encrypted, and this bridge cannot read encrypted rooms yet"
+            ));
+        }
         for (event_type, content) in self.bridge_state(&info) {
             let sent = self
                 .bot
@@ -343,10 +353,16 @@ impl Bridge {
                 self.ensure_joined(&room_id, &ghost).await?;
                 let (body, reply_to, thread_root) =
                     self.message_json(&event.portal, content).await?;
-                let event_id = intent
-                    .send(&room, "m.room.message", &body, ts)
-                    .await?
-                    .to_string();
+                let event_id = match intent.send(&room, "m.room.message", &body, ts).await {
+                    Err(e) if e.errcode() == Some("M_FORBIDDEN") => {
+                        // The ghost was removed behind our back: join again, once.
+                        self.forget_joined(&room_id, &ghost);
+                        self.ensure_joined(&room_id, &ghost).await?;
+                        intent.send(&room, "m.room.message", &body, ts).await?
+                    }
+                    other => other?,
+                }
+                .to_string();
                 if let Some(remote_id) = &event.remote_id {
                     self.store
                         .insert_message(&MessageRow {

@@ -625,3 +625,101 @@ async fn events_not_delivered_at_shutdown_are_delivered_after_the_restart() {
     );
     bridge.stop().await;
 }
+
+#[tokio::test]
+async fn what_cannot_be_bridged_is_explained_and_echoes_are_dropped() {
+    let mut bridge = RunningBridge::start(&fresh_db("refuse").await).await;
+    let hs = setup().await.hs;
+    let alice = hs.register_user("alice").await;
+    let carol = hs.register_user("carol").await;
+    let room = portal_with(&bridge, "refuse", &alice).await;
+    alice.invite(&room, carol.user_id()).await;
+    carol.join(&room).await;
+    let reply_text = |id: String| {
+        move |e: &Value| {
+            e["sender"] == "@passerelle:localhost"
+                && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == id.as_str()
+        }
+    };
+
+    // Editing someone else's message.
+    let mine = alice.send_text(&room, "alice's words").await;
+    bridge
+        .net
+        .wait_received("alice's message", |e| e.event_id == mine)
+        .await;
+    let forged = carol
+        .send_event(
+            &room,
+            "m.room.message",
+            json!({
+                "msgtype": "m.text", "body": "* carol's words",
+                "m.new_content": {"msgtype": "m.text", "body": "carol's words"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": mine}
+            }),
+        )
+        .await;
+    let notice = alice
+        .wait_for_event(&room, reply_text(forged.clone()), DEFAULT_TIMEOUT)
+        .await;
+    assert!(
+        notice["content"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Only the author"),
+        "{notice}"
+    );
+
+    // A message type no network can carry.
+    let location = alice
+        .send_event(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.location", "body": "here", "geo_uri": "geo:0,0"}),
+        )
+        .await;
+    let notice = alice
+        .wait_for_event(&room, reply_text(location.clone()), DEFAULT_TIMEOUT)
+        .await;
+    assert!(
+        notice["content"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("m.location"),
+        "{notice}"
+    );
+
+    // Encrypted events: said once, plainly.
+    let encrypted = alice
+        .send_event(&room, "m.room.encrypted", json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AAAA", "session_id": "s", "sender_key": "k", "device_id": "D"}))
+        .await;
+    let notice = alice
+        .wait_for_event(&room, reply_text(encrypted.clone()), DEFAULT_TIMEOUT)
+        .await;
+    assert!(
+        notice["content"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("encrypted"),
+        "{notice}"
+    );
+
+    let received = bridge.net.received();
+    assert!(
+        received
+            .iter()
+            .all(|e| e.event_id != forged && e.event_id != location && e.event_id != encrypted)
+    );
+    // The ghost's own message (the first remote message) never came back to the module.
+    assert!(
+        received
+            .iter()
+            .all(|e| !e.sender.mxid.starts_with("@_test_")),
+        "echo reached the module"
+    );
+
+    // The alias of a portal made from a remote message still resolves.
+    let by_alias = alice.join("#_test_refuse:localhost").await;
+    assert_eq!(by_alias, room);
+    bridge.stop().await;
+}

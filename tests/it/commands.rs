@@ -112,12 +112,48 @@ async fn management_room_answers_commands_and_link_needs_admin() {
     assert_eq!(got.portal.id, "chat-9");
     assert_eq!(got.via, passerelle_api::Via::Relay);
 
-    // With a login, dave speaks as himself; after logout, through the relay again.
-    let login = dave
+    // `login` in a shared room is refused, and the credentials are redacted.
+    let exposed = dave
         .send_text(&room, "!passerelle login test dave-remote")
         .await;
     let reply = dave
-        .wait_for_event(&room, bot_reply_to(&login), DEFAULT_TIMEOUT)
+        .wait_for_event(&room, bot_reply_to(&exposed), DEFAULT_TIMEOUT)
+        .await;
+    assert!(
+        reply["content"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("management room"),
+        "{reply}"
+    );
+    let redacted = dave
+        .wait_for_event(
+            &room,
+            |e| {
+                e["event_id"] == exposed.as_str()
+                    && e["content"].as_object().is_some_and(|c| c.is_empty())
+            },
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert_eq!(
+        redacted["unsigned"]["redacted_because"]["sender"],
+        "@passerelle:localhost"
+    );
+
+    // With a login, dave speaks as himself; after logout, through the relay again.
+    let dave_dm = dave
+        .create_room(json!({"is_direct": true, "invite": ["@passerelle:localhost"], "preset": "trusted_private_chat"}))
+        .await;
+    dave.wait_for_event(
+        &dave_dm,
+        |e| e["sender"] == "@passerelle:localhost",
+        DEFAULT_TIMEOUT,
+    )
+    .await;
+    let login = dave.send_text(&dave_dm, "login test dave-remote").await;
+    let reply = dave
+        .wait_for_event(&dave_dm, bot_reply_to(&login), DEFAULT_TIMEOUT)
         .await;
     assert_eq!(reply["content"]["body"], "Logged in as dave-remote.");
     let own = dave.send_text(&room, "as myself").await;
@@ -131,9 +167,9 @@ async fn management_room_answers_commands_and_link_needs_admin() {
             login_id: "dave-remote".to_owned()
         }
     );
-    let logout = dave.send_text(&room, "!passerelle logout test").await;
+    let logout = dave.send_text(&dave_dm, "logout test").await;
     let reply = dave
-        .wait_for_event(&room, bot_reply_to(&logout), DEFAULT_TIMEOUT)
+        .wait_for_event(&dave_dm, bot_reply_to(&logout), DEFAULT_TIMEOUT)
         .await;
     assert_eq!(reply["content"]["body"], "Logged out (1 login(s)).");
     let relayed = dave.send_text(&room, "relayed again").await;
