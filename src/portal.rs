@@ -64,6 +64,19 @@ impl PortalQueues {
     }
 }
 
+/// A plain 500 repeated this often is a problem with this event, not an
+/// outage: give up on it instead of blocking its portal for ever.
+const POISON_ATTEMPTS: u32 = 10;
+
+/// A 500 from the homeserver (outages show as connection errors, 502-504, 429).
+fn is_internal_error(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<crate::matrix::Error>()
+            .is_some_and(|e| e.status() == Some(500))
+    })
+}
+
 /// Whether an error is worth retrying (homeserver down or overloaded,
 /// database connection lost) rather than reporting.
 pub(crate) fn is_transient(error: &anyhow::Error) -> bool {
@@ -114,6 +127,7 @@ impl Bridge {
         metrics::counter!("passerelle_events_in_total", "network" => network.clone(), "direction" => "remote_to_matrix")
             .increment(1);
         let mut delay = Duration::from_millis(500);
+        let mut server_errors = 0;
         loop {
             match self.bridge_remote_event(&event).await {
                 Ok(event_id) => {
@@ -121,7 +135,14 @@ impl Bridge {
                         .increment(1);
                     return Ok(event_id);
                 }
-                Err(e) if is_transient(&e) && !self.is_shutting_down() => {
+                Err(e)
+                    if is_transient(&e)
+                        && !self.is_shutting_down()
+                        && !(is_internal_error(&e) && server_errors >= POISON_ATTEMPTS) =>
+                {
+                    if is_internal_error(&e) {
+                        server_errors += 1;
+                    }
                     tracing::warn!(portal = %event.portal, kind, error = %e, retry_in = ?delay, "homeserver unavailable, will retry");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(60));
@@ -353,12 +374,19 @@ impl Bridge {
                 self.ensure_joined(&room_id, &ghost).await?;
                 let (body, reply_to, thread_root) =
                     self.message_json(&event.portal, content).await?;
-                let event_id = match intent.send(&room, "m.room.message", &body, ts).await {
+                // One transaction id per remote message: if this whole event is
+                // retried after the client gave up, the homeserver recognises it.
+                let txn_id = match &event.remote_id {
+                    Some(id) => remote_txn_id(&event.portal, id.as_str()),
+                    None => format!("p{}", rand::random::<u64>()),
+                };
+                let send = || intent.send_with_txn_id(&room, "m.room.message", &body, ts, &txn_id);
+                let event_id = match send().await {
                     Err(e) if e.errcode() == Some("M_FORBIDDEN") => {
                         // The ghost was removed behind our back: join again, once.
                         self.forget_joined(&room_id, &ghost);
                         self.ensure_joined(&room_id, &ghost).await?;
-                        intent.send(&room, "m.room.message", &body, ts).await?
+                        send().await?
                     }
                     other => other?,
                 }
@@ -621,6 +649,15 @@ impl Bridge {
     }
 }
 
+/// A transaction id that is the same for every attempt to bridge one remote
+/// message, and differs between messages and portals.
+fn remote_txn_id(portal: &PortalKey, remote_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}\0{}\0{remote_id}", portal.network, portal.id));
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("r{hex}")
+}
+
 /// The state key of a portal's bridge state events.
 fn state_key(key: &PortalKey) -> String {
     format!("passerelle://{}/{}", key.network, key.id)
@@ -661,5 +698,24 @@ async fn worker(
             }
             Job::Matrix { job } => bridge.deliver_matrix(*job).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_transaction_ids_are_stable_per_message() {
+        let a = PortalKey::new("irc", "libera/#rust");
+        let b = PortalKey::new("irc", "libera/#rust-offtopic");
+        assert_eq!(remote_txn_id(&a, "m1"), remote_txn_id(&a, "m1"));
+        assert_ne!(remote_txn_id(&a, "m1"), remote_txn_id(&a, "m2"));
+        assert_ne!(remote_txn_id(&a, "m1"), remote_txn_id(&b, "m1"));
+        assert!(
+            remote_txn_id(&a, "m1")
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric())
+        );
     }
 }

@@ -357,9 +357,25 @@ impl Intent {
         content: &Value,
         ts: Option<u64>,
     ) -> Result<OwnedEventId> {
+        self.send_with_txn_id(room, event_type, content, ts, &new_txn_id())
+            .await
+    }
+
+    /// [`Intent::send`] with a caller-chosen transaction id: a caller that
+    /// retries on its own (after this client's retries gave up) passes the
+    /// same id again, and the homeserver answers with the event it already
+    /// made instead of making a second one.
+    pub async fn send_with_txn_id(
+        &self,
+        room: &RoomId,
+        event_type: &str,
+        content: &Value,
+        ts: Option<u64>,
+        txn_id: &str,
+    ) -> Result<OwnedEventId> {
         let path = room_path(
             room,
-            &format!("send/{}/{}", encode(event_type), encode(&new_txn_id())),
+            &format!("send/{}/{}", encode(event_type), encode(txn_id)),
         );
         let mut request = Request::new(Method::PUT, "send", path).json(content.clone());
         if let Some(ts) = ts {
