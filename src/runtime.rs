@@ -180,6 +180,23 @@ impl Runtime for RuntimeHandle {
             })
     }
 
+    async fn upload_media(
+        &self,
+        bytes: Vec<u8>,
+        mime: &str,
+        filename: &str,
+    ) -> Result<String, BridgeError> {
+        match self.bridge.bot.upload(bytes, mime, Some(filename)).await {
+            Ok(mxc) => Ok(mxc.to_string()),
+            Err(e) if e.is_transient() => {
+                Err(BridgeError::retryable("the homeserver is unavailable"))
+            }
+            Err(e) => Err(BridgeError::permanent(format!(
+                "could not upload the file: {e}"
+            ))),
+        }
+    }
+
     async fn notify_admins(&self, text: &str) {
         self.bridge.notify_admins(text).await;
     }

@@ -18,6 +18,7 @@ pub mod event;
 pub mod ids;
 pub mod login;
 pub mod matrix;
+pub mod mxid;
 pub mod network;
 pub mod runtime;
 

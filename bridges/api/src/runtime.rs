@@ -78,6 +78,15 @@ pub trait Runtime: Send + Sync + 'static {
         max_bytes: u64,
     ) -> Result<(Vec<u8>, Option<String>), BridgeError>;
 
+    /// Uploads a file to the homeserver as the bot; returns its `mxc://` URI
+    /// (for a long message sent to a network as a text file, say).
+    async fn upload_media(
+        &self,
+        bytes: Vec<u8>,
+        mime: &str,
+        filename: &str,
+    ) -> Result<String, BridgeError>;
+
     /// Send a notice to the bridge admins' management rooms.
     async fn notify_admins(&self, text: &str);
 }
