@@ -8,13 +8,12 @@ use passerelle_api::Network;
 
 use crate::config::{Config, ConfigError};
 
-/// Networks whose config sections this runtime knows. A module is added
-/// here behind its cargo feature when it lands.
+/// Networks whose config sections this runtime knows.
 pub const KNOWN: &[&str] = &["irc", "slack", "telegram"];
 
 /// Builds the enabled modules.
 pub fn build(config: &Config) -> Result<Vec<Arc<dyn Network>>, ConfigError> {
-    let modules: Vec<Arc<dyn Network>> = Vec::new();
+    let mut modules: Vec<Arc<dyn Network>> = Vec::new();
     for name in config.bridges.keys() {
         if !KNOWN.contains(&name.as_str()) {
             return Err(ConfigError::key(
@@ -22,12 +21,30 @@ pub fn build(config: &Config) -> Result<Vec<Arc<dyn Network>>, ConfigError> {
                 format!("unknown network (known: {})", KNOWN.join(", ")),
             ));
         }
-        if config.network_enabled(name) {
-            return Err(ConfigError::key(
-                format!("bridges.{name}.enabled"),
-                format!("the {name} module is not part of this build yet"),
-            ));
+        if !config.network_enabled(name) {
+            continue;
+        }
+        let section = config.network_section(name).expect("listed above");
+        match name.as_str() {
+            #[cfg(feature = "irc")]
+            "irc" => modules.push(irc(section)?),
+            other => {
+                return Err(ConfigError::key(
+                    format!("bridges.{other}.enabled"),
+                    format!("the {other} module is not part of this build yet"),
+                ));
+            }
         }
     }
     Ok(modules)
+}
+
+#[cfg(feature = "irc")]
+fn irc(section: &serde_json::Value) -> Result<Arc<dyn Network>, ConfigError> {
+    let config: passerelle_irc::config::IrcConfig =
+        crate::config::parse_section("bridges.irc", section)?;
+    config
+        .validate()
+        .map_err(|p| ConfigError::key(format!("bridges.irc.{}", p.key), p.message))?;
+    Ok(Arc::new(passerelle_irc::IrcModule::new(config)))
 }

@@ -272,8 +272,12 @@ pub async fn setup() -> &'static Setup {
             );
             let config = Config::parse(&text, Path::new("test-config.yaml")).unwrap();
             let network: Arc<dyn Network> = Arc::new(TestNetwork::default());
+            // The IRC module's namespace too, for the IRC tests.
+            let irc: Arc<dyn Network> = Arc::new(passerelle_irc::IrcModule::new(
+                serde_json::from_value(serde_json::json!({"networks": {}})).unwrap(),
+            ));
             let registration =
-                Registration::generate(&config, &passerelle::bridge::namespaces(&[network]));
+                Registration::generate(&config, &passerelle::bridge::namespaces(&[network, irc]));
             let hs = Synapse::shared(&registration.to_yaml()).await;
             let registration_path = hs.dir.join("registration.yaml");
             assert!(
@@ -317,14 +321,33 @@ impl RunningBridge {
 
     /// Like [`RunningBridge::start`] with extra top-level config YAML.
     pub async fn start_with(db_url: &str, extra: &str) -> RunningBridge {
+        Self::start_with_modules(db_url, extra, Vec::new()).await
+    }
+
+    /// With more modules next to the test module (the IRC module, say).
+    pub async fn start_with_modules(
+        db_url: &str,
+        extra: &str,
+        modules: Vec<Arc<dyn Network>>,
+    ) -> RunningBridge {
         let turn = take_turn().await;
-        let mut bridge =
-            Self::start_without_turn(db_url, extra, Arc::new(TestNetwork::default())).await;
+        let net = Arc::new(TestNetwork::default());
+        let mut bridge = Self::start_without_turn(db_url, extra, net, modules).await;
         bridge._turn = Some(turn);
         bridge
     }
 
-    async fn start_without_turn(db_url: &str, extra: &str, net: Arc<TestNetwork>) -> RunningBridge {
+    async fn start_without_turn(
+        db_url: &str,
+        extra: &str,
+        net: Arc<TestNetwork>,
+        others: Vec<Arc<dyn Network>>,
+    ) -> RunningBridge {
+        // Logs of the bridge under test: `RUST_LOG=passerelle=debug cargo test …`.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let setup = setup().await;
         let text = config_text(
             setup.port,
@@ -347,14 +370,11 @@ impl RunningBridge {
         let listener = listener.expect("appservice port stays busy");
         let (stop, stopped) = oneshot::channel::<()>();
         let module: Arc<dyn Network> = net.clone();
-        let task = tokio::spawn(passerelle::run(
-            config,
-            vec![module],
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let mut modules = vec![module];
+        modules.extend(others);
+        let task = tokio::spawn(passerelle::run(config, modules, listener, async move {
+            let _ = stopped.await;
+        }));
         for _ in 0..200 {
             if net.runtime.get().is_some() {
                 break;
@@ -396,9 +416,13 @@ impl RunningBridge {
     /// module starts afresh (what it received is forgotten).
     pub async fn restart(&mut self) {
         self.stop().await;
-        let fresh =
-            Self::start_without_turn(&self.db_url, &self.extra, Arc::new(TestNetwork::default()))
-                .await;
+        let fresh = Self::start_without_turn(
+            &self.db_url,
+            &self.extra,
+            Arc::new(TestNetwork::default()),
+            Vec::new(),
+        )
+        .await;
         self.net = fresh.net.clone();
         let mut fresh = fresh;
         self.stop = fresh.stop.take();

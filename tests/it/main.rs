@@ -7,4 +7,5 @@ mod bridging;
 mod commands;
 mod daemon;
 mod harness;
+mod irc;
 mod support;

@@ -6,6 +6,10 @@
 
 pub mod synapse;
 
+/// The ngircd fixture of the IRC module's own tests, shared.
+#[path = "../../../bridges/irc/tests/conn/ngircd.rs"]
+pub mod ngircd;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 
