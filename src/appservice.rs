@@ -2,6 +2,7 @@
 //! user and alias queries, ping, third-party lookups. Authentication is the
 //! `hs_token`, compared in constant time.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -40,8 +41,8 @@ pub fn router(bridge: Arc<Bridge>) -> Router {
         .route("/rooms/{room_alias}", get(query_alias))
         .route("/ping", post(ping))
         .route("/thirdparty/protocol/{protocol}", get(thirdparty_protocol))
-        .route("/thirdparty/location/{protocol}", get(thirdparty_lookup))
-        .route("/thirdparty/user/{protocol}", get(thirdparty_lookup))
+        .route("/thirdparty/location/{protocol}", get(thirdparty_location))
+        .route("/thirdparty/user/{protocol}", get(thirdparty_user))
         .route("/thirdparty/location", get(thirdparty_reverse))
         .route("/thirdparty/user", get(thirdparty_reverse))
         .fallback(unknown_endpoint)
@@ -254,18 +255,44 @@ async fn thirdparty_protocol(
     }
 }
 
-async fn thirdparty_lookup(
+async fn thirdparty_location(
     State(bridge): State<Arc<Bridge>>,
     Path(protocol): Path<String>,
+    Query(fields): Query<BTreeMap<String, String>>,
 ) -> Response {
-    match bridge.network(&protocol) {
-        // Lookups by remote fields are answered by modules that support them;
-        // none does yet, so the honest answer is "no match".
-        Some(_) => (StatusCode::OK, axum::Json(json!([]))).into_response(),
-        None => matrix_error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "Unknown protocol"),
-    }
+    let Some(network) = bridge.network(&protocol) else {
+        return matrix_error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "Unknown protocol");
+    };
+    let found: Vec<Value> = network
+        .thirdparty_locations(&fields)
+        .into_iter()
+        .map(|(alias, fields)| {
+            json!({"alias": format!("#{alias}:{}", bridge.domain()), "protocol": protocol, "fields": fields})
+        })
+        .collect();
+    (StatusCode::OK, axum::Json(json!(found))).into_response()
 }
 
+async fn thirdparty_user(
+    State(bridge): State<Arc<Bridge>>,
+    Path(protocol): Path<String>,
+    Query(fields): Query<BTreeMap<String, String>>,
+) -> Response {
+    let Some(network) = bridge.network(&protocol) else {
+        return matrix_error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "Unknown protocol");
+    };
+    let found: Vec<Value> = network
+        .thirdparty_users(&fields)
+        .into_iter()
+        .map(|(user, fields)| {
+            let userid = crate::mxid::user_id(&network.ghost_localpart(&user), bridge.domain());
+            json!({"userid": userid, "protocol": protocol, "fields": fields})
+        })
+        .collect();
+    (StatusCode::OK, axum::Json(json!(found))).into_response()
+}
+
+/// Reverse lookups (by alias or user id) across our networks.
 async fn thirdparty_reverse() -> Response {
     (StatusCode::OK, axum::Json(json!([]))).into_response()
 }

@@ -297,6 +297,28 @@ async fn irc_and_matrix_talk_both_ways() {
         })
         .await;
 
+    // Third-party lookups through the homeserver find the channel's alias.
+    let (status, found) = alice
+        .request(
+            reqwest::Method::GET,
+            "/_matrix/client/v3/thirdparty/location/irc?network=local&channel=%23test",
+            None,
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{found}");
+    assert_eq!(found[0]["alias"], ALIAS, "{found}");
+    let (_, protocols) = alice
+        .request(
+            reqwest::Method::GET,
+            "/_matrix/client/v3/thirdparty/protocols",
+            None,
+        )
+        .await;
+    assert_eq!(
+        protocols["irc"]["instances"][0]["network_id"], "local",
+        "{protocols}"
+    );
+
     // Replies address the author, edits are marked as corrections.
     let from_carol = alice
         .wait_for_event(

@@ -197,6 +197,27 @@ pub trait Network: Send + Sync + 'static {
         })
     }
 
+    /// Third-party location lookup (`GET /thirdparty/location/{protocol}`):
+    /// the portal aliases (localparts) matching the given fields, each with
+    /// the fields that describe it. Pure: no I/O.
+    fn thirdparty_locations(
+        &self,
+        fields: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+        let _ = fields;
+        Vec::new()
+    }
+
+    /// Third-party user lookup (`GET /thirdparty/user/{protocol}`): the
+    /// remote users matching the fields, each with its fields. Pure.
+    fn thirdparty_users(
+        &self,
+        fields: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<(RemoteUserId, std::collections::BTreeMap<String, String>)> {
+        let _ = fields;
+        Vec::new()
+    }
+
     /// Download an avatar or media by the module-defined reference.
     async fn fetch_media(
         &self,

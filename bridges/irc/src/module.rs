@@ -222,6 +222,57 @@ impl Network for IrcModule {
         Ok(Some(info))
     }
 
+    fn thirdparty_protocol(&self) -> serde_json::Value {
+        let instances: Vec<serde_json::Value> = self
+            .servers
+            .values()
+            .map(|s| {
+                serde_json::json!({
+                    "desc": format!("{} ({})", s.name, s.config.host),
+                    "network_id": s.name,
+                    "fields": {"network": s.name},
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "user_fields": ["network", "nick"],
+            "location_fields": ["network", "channel"],
+            "icon": "",
+            "field_types": {
+                "network": {"regexp": "[a-z0-9-]+", "placeholder": "libera"},
+                "nick": {"regexp": "[^\\s#]+", "placeholder": "nick"},
+                "channel": {"regexp": "[#&+!][^\\s,]+", "placeholder": "#channel"},
+            },
+            "instances": instances,
+        })
+    }
+
+    fn thirdparty_locations(
+        &self,
+        fields: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+        let (Some(network), Some(channel)) = (fields.get("network"), fields.get("channel")) else {
+            return Vec::new();
+        };
+        if !self.servers.contains_key(network) || !channel.starts_with(['#', '&', '+', '!']) {
+            return Vec::new();
+        }
+        vec![(ids::make_alias_localpart(network, channel), fields.clone())]
+    }
+
+    fn thirdparty_users(
+        &self,
+        fields: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<(RemoteUserId, std::collections::BTreeMap<String, String>)> {
+        let (Some(network), Some(nick)) = (fields.get("network"), fields.get("nick")) else {
+            return Vec::new();
+        };
+        if !self.servers.contains_key(network) {
+            return Vec::new();
+        }
+        vec![(ids::make_user(network, nick), fields.clone())]
+    }
+
     fn commands(&self) -> Vec<CommandSpec> {
         vec![CommandSpec {
             name: "link",
