@@ -21,13 +21,19 @@ pub fn build(config: &Config) -> Result<Vec<Arc<dyn Network>>, ConfigError> {
                 format!("unknown network (known: {})", KNOWN.join(", ")),
             ));
         }
-        if !config.network_enabled(name) {
-            continue;
-        }
+        let enabled = config.network_enabled(name);
         let section = config.network_section(name).expect("listed above");
         match name.as_str() {
+            // A disabled section is still checked, so check-config catches
+            // mistakes before someone turns it on.
             #[cfg(feature = "irc")]
-            "irc" => modules.push(irc(section)?),
+            "irc" => {
+                let module = irc(section)?;
+                if enabled {
+                    modules.push(module);
+                }
+            }
+            _ if !enabled => {}
             other => {
                 return Err(ConfigError::key(
                     format!("bridges.{other}.enabled"),
