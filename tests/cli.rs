@@ -68,11 +68,23 @@ fn check_config_accepts_the_filled_example_and_names_bad_keys() {
     assert!(text(&out).contains("`bridges.matrix2`"), "{}", text(&out));
 
     // A module's keys are checked too, even while the module is disabled.
-    std::fs::write(&config, filled_example().replace("port: 6697", "port: many")).unwrap();
+    std::fs::write(
+        &config,
+        filled_example().replace("port: 6697", "port: many"),
+    )
+    .unwrap();
     let out = passerelle(&["check-config", "-c", "config.yaml"], dir.path());
     assert!(!out.status.success());
-    assert!(text(&out).contains("`bridges.irc.networks.libera.port`"), "{}", text(&out));
-    std::fs::write(&config, EXAMPLE.replace("domain: example.org", "domain: my.server")).unwrap();
+    assert!(
+        text(&out).contains("`bridges.irc.networks.libera.port`"),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(
+        &config,
+        EXAMPLE.replace("domain: example.org", "domain: my.server"),
+    )
+    .unwrap();
     let out = passerelle(&["check-config", "-c", "config.yaml"], dir.path());
     assert!(!out.status.success());
     let message = text(&out);
