@@ -307,17 +307,26 @@ async fn irc_and_matrix_talk_both_ways() {
         .await;
     assert_eq!(status.as_u16(), 200, "{found}");
     assert_eq!(found[0]["alias"], ALIAS, "{found}");
-    let (_, protocols) = alice
-        .request(
-            reqwest::Method::GET,
-            "/_matrix/client/v3/thirdparty/protocols",
-            None,
-        )
-        .await;
+    // The protocol description, asked as the homeserver asks it (Synapse
+    // caches it for minutes, across the tests of this process).
+    let setup = setup().await;
+    let protocol: Value = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/_matrix/app/v1/thirdparty/protocol/irc",
+            setup.port
+        ))
+        .bearer_auth(&setup.registration.hs_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(
-        protocols["irc"]["instances"][0]["network_id"], "local",
-        "{protocols}"
+        protocol["instances"][0]["network_id"], "local",
+        "{protocol}"
     );
+    assert_eq!(protocol["location_fields"], json!(["network", "channel"]));
 
     // Replies address the author, edits are marked as corrections.
     let from_carol = alice
