@@ -530,6 +530,39 @@ impl Bridge {
                 let topic = str_at(&content, "/topic").unwrap_or_default().to_owned();
                 Some((MatrixEventKind::Topic { topic }, Record::Nothing))
             }
+            "m.room.power_levels" => {
+                let level_of = |levels: Option<&Value>, user: &str| {
+                    levels
+                        .and_then(|l| l.get("users"))
+                        .and_then(|u| u.get(user))
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                };
+                let before = event.pointer("/unsigned/prev_content");
+                let mut users: Vec<String> = Vec::new();
+                for levels in [Some(&content), before] {
+                    if let Some(map) = levels
+                        .and_then(|l| l.get("users"))
+                        .and_then(Value::as_object)
+                    {
+                        users.extend(map.keys().filter(|u| self.is_our_user(u)).cloned());
+                    }
+                }
+                users.sort();
+                users.dedup();
+                let mut changes = Vec::new();
+                for user in users {
+                    let (old, new) = (level_of(before, &user), level_of(Some(&content), &user));
+                    if old != new
+                        && let Some(ghost) = self.store.ghost_by_mxid(&user).await?
+                        && ghost.network == portal.key.network
+                    {
+                        changes.push((ghost.remote_id, new));
+                    }
+                }
+                (!changes.is_empty())
+                    .then_some((MatrixEventKind::PowerLevels { changes }, Record::Nothing))
+            }
             _ => None,
         };
         Ok(match converted {

@@ -328,6 +328,56 @@ async fn irc_and_matrix_talk_both_ways() {
     );
     assert_eq!(protocol["location_fields"], json!(["network", "channel"]));
 
+    // Ranks both ways: an op on IRC becomes a power level in Matrix, and a
+    // power level given in Matrix (by a user whose puppet is op) becomes a mode.
+    carol
+        .handle
+        .send(
+            passerelle_irc::conn::Outgoing::new("MODE")
+                .param("#test")
+                .param("+o")
+                .param("alice[m]"),
+        )
+        .await
+        .unwrap();
+    let frank = IrcUser::connect(&engine, ngircd.port, "frank").await;
+    frank.handle.join("#test").await.unwrap();
+    wait_member(&alice, &room, "@_irc_local_frank:localhost", "join").await;
+    carol
+        .handle
+        .send(
+            passerelle_irc::conn::Outgoing::new("MODE")
+                .param("#test")
+                .param("+v")
+                .param("frank"),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + DEFAULT_TIMEOUT;
+    let mut power = loop {
+        let power = alice
+            .room_state(&room, "m.room.power_levels", "")
+            .await
+            .unwrap();
+        if power["users"]["@_irc_local_frank:localhost"] == 1 {
+            break power;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "voice did not become power level 1: {power}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    power["users"]["@_irc_local_frank:localhost"] = json!(50);
+    alice
+        .set_state(&room, "m.room.power_levels", "", power)
+        .await;
+    carol
+        .expect("frank opped from Matrix", |m| {
+            m.command == "MODE" && m.param(1) == Some("+o") && m.param(2) == Some("frank")
+        })
+        .await;
+
     // Replies address the author, edits are marked as corrections.
     let from_carol = alice
         .wait_for_event(

@@ -73,6 +73,10 @@ pub enum MatrixEventKind {
     Topic {
         topic: String,
     },
+    /// Power levels of ghosts changed in Matrix: `(remote user, new level)`.
+    PowerLevels {
+        changes: Vec<(RemoteUserId, i64)>,
+    },
     Typing {
         typing: bool,
     },
@@ -91,6 +95,7 @@ impl MatrixEventKind {
             MatrixEventKind::Leave => "leave",
             MatrixEventKind::Kick { .. } => "kick",
             MatrixEventKind::Topic { .. } => "topic",
+            MatrixEventKind::PowerLevels { .. } => "power_levels",
             MatrixEventKind::Typing { .. } => "typing",
         }
     }

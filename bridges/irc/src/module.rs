@@ -417,6 +417,37 @@ impl Network for IrcModule {
                 speaker.handle().send(line).await.map_err(send_error)?;
                 Ok(Delivered::none())
             }
+            MatrixEventKind::PowerLevels { changes } => {
+                let Speaker::Puppet(handle) = &speaker else {
+                    return Err(BridgeError::not_logged_in(
+                        "ranks need your own IRC connection",
+                    ));
+                };
+                // The highest mode whose level the new power level reaches.
+                let mut modes: Vec<(char, i64)> = server
+                    .config
+                    .power_levels
+                    .iter()
+                    .map(|(m, l)| (*m, *l))
+                    .collect();
+                modes.sort_by_key(|(_, l)| -*l);
+                for (user, level) in changes {
+                    let Some((_, nick)) = ids::parse_user(&user) else {
+                        continue;
+                    };
+                    let nick = server.display_nick(nick);
+                    let wanted = modes.iter().find(|(_, l)| level >= *l).map(|(m, _)| *m);
+                    for (mode, _) in &modes {
+                        let sign = if Some(*mode) == wanted { '+' } else { '-' };
+                        let line = Outgoing::new("MODE")
+                            .param(irc_target.clone())
+                            .param(format!("{sign}{mode}"))
+                            .param(nick.clone());
+                        handle.send(line).await.map_err(send_error)?;
+                    }
+                }
+                Ok(Delivered::none())
+            }
             MatrixEventKind::Typing { typing } => {
                 let state = speaker.handle().state();
                 if matches!(speaker, Speaker::Puppet(..))

@@ -1,0 +1,88 @@
+//! Benchmark: IRC -> Matrix messages per second through passerelle, against
+//! a real ngircd and a real Synapse on 127.0.0.1 (both started here).
+//!
+//! `cargo bench --bench irc_throughput` (or `scripts/bench-irc`).
+//! `PASSERELLE_BENCH_MESSAGES` sets the count (default 300). Prints figures.
+
+use std::time::{Duration, Instant};
+
+use passerelle_irc::conn::{ConnectionConfig, Engine, EngineConfig, Event};
+
+#[allow(dead_code)]
+#[path = "../tests/it/harness.rs"]
+mod harness;
+#[path = "../tests/it/support/mod.rs"]
+mod support;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let count: usize = std::env::var("PASSERELLE_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let ngircd = support::ngircd::Ngircd::start();
+    let hs = harness::setup().await.hs;
+    let module = std::sync::Arc::new(passerelle_irc::IrcModule::new(
+        serde_json::from_value(serde_json::json!({
+            "enabled": true,
+            "networks": {"local": {"host": "127.0.0.1", "port": ngircd.port, "tls": false, "bot_nick": "bridgebot"}}
+        }))
+        .expect("IRC config"),
+    ));
+    let mut bridge = harness::RunningBridge::start_with_modules(
+        &harness::fresh_db("bench").await,
+        "",
+        vec![module],
+    )
+    .await;
+
+    let engine = Engine::new(EngineConfig::default());
+    let mut config = ConnectionConfig::new("127.0.0.1", ngircd.port, "talker");
+    // The sender is not what is measured: no flood pacing on its side.
+    config.flood.burst = u32::MAX / 2;
+    let (talker, mut events) = engine.connect(config).expect("config");
+    while !matches!(events.recv().await, Some(Event::Registered { .. })) {}
+    talker.join("#bench").await.expect("join");
+
+    let alice = hs.register_user("alice").await;
+    let room = alice.join("#_irc_local_#bench:localhost").await;
+    let ghost = "@_irc_local_talker:localhost";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !alice.joined_members(&room).await.iter().any(|m| m == ghost) {
+        assert!(Instant::now() < deadline, "the ghost never joined");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let started = Instant::now();
+    for i in 0..count {
+        talker
+            .privmsg("#bench", &format!("message {i}"))
+            .await
+            .expect("send");
+    }
+    let last = format!("message {}", count - 1);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let events = alice.messages(&room).await;
+        if events.iter().any(|e| e["content"]["body"] == last.as_str()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the last message never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "IRC -> Matrix: {count} messages in {:.2} s = {:.1} messages/s (one channel, one sender, Synapse on SQLite)",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64()
+    );
+    bridge.stop().await;
+}
