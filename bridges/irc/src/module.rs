@@ -361,11 +361,7 @@ impl Network for IrcModule {
             }
             MatrixEventKind::Reaction { target, key } => {
                 let state = speaker.handle().state();
-                let msgid = target
-                    .as_str()
-                    .split_once('|')
-                    .map(|(id, _)| id)
-                    .filter(|id| !id.contains('.'));
+                let msgid = crate::server::server_msgid(target.as_str());
                 match (state.caps.iter().any(|c| c == "message-tags"), msgid) {
                     (true, Some(msgid)) => {
                         let tags = vec![
@@ -554,19 +550,50 @@ impl IrcModule {
                 }
             };
         }
+        // IRCv3 reply tag on the first line, where the server has message-tags
+        // and the replied-to message has a server msgid.
+        let mut reply_tag = content
+            .reply_to
+            .as_ref()
+            .and_then(|r| crate::server::server_msgid(r.as_str()))
+            .filter(|_| {
+                speaker
+                    .handle()
+                    .state()
+                    .caps
+                    .iter()
+                    .any(|c| c == "message-tags")
+            })
+            .map(str::to_owned);
         for line in lines {
             let body = if emote {
                 format!("\u{1}ACTION {line}\u{1}")
             } else {
                 format!("{prefix}{line}")
             };
-            let out = if command == "NOTICE" {
+            let mut out = if command == "NOTICE" {
                 Outgoing::notice(target, body)
             } else {
                 Outgoing::privmsg(target, body)
             };
+            if let Some(msgid) = reply_tag.take() {
+                out = out.tag("+draft/reply", Some(msgid));
+            }
             speaker.handle().send(out).await.map_err(send_error)?;
         }
         Ok(nick)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::server::server_msgid;
+
+    #[test]
+    fn only_server_msgids_are_addressable() {
+        assert_eq!(server_msgid("AbC123|carol"), Some("AbC123"));
+        assert_eq!(server_msgid("~1795670000000.4|carol"), None);
+        assert_eq!(server_msgid("nonick"), None);
+        assert_eq!(server_msgid("|carol"), None);
     }
 }

@@ -24,6 +24,14 @@ const PUPPET_READY: Duration = Duration::from_secs(30);
 /// How often a puppet's last activity is written to its login.
 const ACTIVITY_WRITE: Duration = Duration::from_secs(600);
 
+/// The server's `msgid` inside one of our remote ids, if it has one.
+pub fn server_msgid(remote_id: &str) -> Option<&str> {
+    remote_id
+        .rsplit_once('|')
+        .map(|(id, _)| id)
+        .filter(|id| !id.starts_with('~') && !id.is_empty())
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -117,12 +125,14 @@ impl Server {
 
     /// A remote message id: unique per portal, and it carries the nick so a
     /// reply from Matrix can address the author.
+    /// Ids of our own making start with `~`; others are the server's
+    /// `msgid` tag, which IRCv3 replies and reactions can point at.
     pub fn next_message_id(&self, nick: &str, msgid: Option<&str>) -> String {
         match msgid {
             Some(msgid) => format!("{msgid}|{nick}"),
             None => {
                 let n = self.seq.fetch_add(1, Ordering::Relaxed);
-                format!("{}.{n}|{nick}", now_ms())
+                format!("~{}.{n}|{nick}", now_ms())
             }
         }
     }
