@@ -65,7 +65,11 @@ async fn the_binary_serves_health_and_metrics_and_stops_on_sigterm() {
             setup.port
         ))
         .bearer_auth(&setup.registration.hs_token)
-        .json(&serde_json::json!({"events": []}))
+        .json(&serde_json::json!({"events": [{
+            "type": "m.room.message", "event_id": "$daemon-1", "room_id": "!nowhere:localhost",
+            "sender": "@alice:localhost", "origin_server_ts": 1,
+            "content": {"msgtype": "m.text", "body": "secret-body-3f9a !passerelle help"}
+        }]}))
         .send()
         .await
         .unwrap()
@@ -126,6 +130,10 @@ async fn the_binary_serves_health_and_metrics_and_stops_on_sigterm() {
         let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
         assert!(parsed.is_ok(), "not a JSON log line: {line}");
     }
+    assert!(
+        !logs.contains("secret-body-3f9a"),
+        "message content reached the info-level logs"
+    );
     for secret in [&setup.registration.as_token, &setup.registration.hs_token] {
         assert!(!logs.contains(secret.as_str()), "a token reached the logs");
     }
