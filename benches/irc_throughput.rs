@@ -84,5 +84,21 @@ async fn run() {
         elapsed.as_secs_f64(),
         count as f64 / elapsed.as_secs_f64()
     );
+
+    // Baseline: the same number of sequential sends by a plain client, in a
+    // room of its own (not bridged, so nothing is queued for IRC).
+    let plain = alice
+        .create_room(serde_json::json!({"preset": "private_chat"}))
+        .await;
+    let started = Instant::now();
+    for i in 0..count {
+        alice.send_text(&plain, &format!("direct {i}")).await;
+    }
+    let direct = started.elapsed();
+    println!(
+        "Baseline: {count} sequential client sends in {:.2} s = {:.1} messages/s",
+        direct.as_secs_f64(),
+        count as f64 / direct.as_secs_f64()
+    );
     bridge.stop().await;
 }

@@ -404,9 +404,9 @@ impl RunningBridge {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(40), task)
+            tokio::time::timeout(Duration::from_secs(60), task)
                 .await
-                .expect("passerelle stops within 40 s")
+                .expect("passerelle stops within 60 s")
                 .expect("task")
                 .expect("passerelle ran without error");
         }
