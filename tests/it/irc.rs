@@ -463,3 +463,83 @@ async fn an_ircd_restart_brings_puppets_back_without_duplicates_or_notices() {
     );
     bridge.stop().await;
 }
+
+#[tokio::test]
+async fn link_an_existing_room_and_start_a_private_chat_from_matrix() {
+    let ngircd = Ngircd::start();
+    let hs = setup().await.hs;
+    let mut bridge = RunningBridge::start_with_modules(
+        &fresh_db("irc-link").await,
+        "",
+        vec![irc_module(ngircd.port)],
+    )
+    .await;
+    let engine = Engine::new(EngineConfig::default());
+    let mut carol = IrcUser::connect(&engine, ngircd.port, "carol").await;
+    carol.handle.join("#linked").await.unwrap();
+    carol.expect("her own JOIN", |m| m.command == "JOIN").await;
+    let alice = hs.register_user("alice").await;
+
+    // An admin links an existing room, in which the bot has power.
+    let room = alice
+        .create_room(json!({
+            "preset": "public_chat",
+            "invite": ["@passerelle:localhost"],
+            "power_level_content_override": {"users": {"@passerelle:localhost": 100}}
+        }))
+        .await;
+    wait_member(&alice, &room, "@passerelle:localhost", "join").await;
+    let link = alice
+        .send_text(&room, "!passerelle link irc #linked local")
+        .await;
+    let reply = alice
+        .wait_for_event(
+            &room,
+            |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == link.as_str(),
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert_eq!(
+        reply["content"]["body"],
+        "This room is now bridged to #linked on local."
+    );
+    carol
+        .expect("the bot's JOIN", |m| {
+            m.command == "JOIN" && m.source_nick() == Some("bridgebot")
+        })
+        .await;
+    carol
+        .handle
+        .privmsg("#linked", "anyone here?")
+        .await
+        .unwrap();
+    alice
+        .wait_for_event(&room, from_ghost("carol", "anyone here?"), DEFAULT_TIMEOUT)
+        .await;
+    alice.send_text(&room, "yes, from Matrix").await;
+    carol
+        .expect(
+            "alice in the linked room",
+            privmsg_from("alice[m]", "yes, from Matrix"),
+        )
+        .await;
+
+    // Inviting an IRC ghost to a new room opens a private chat with that nick.
+    let dm = alice
+        .create_room(json!({"is_direct": true, "invite": ["@_irc_local_carol:localhost"], "preset": "trusted_private_chat"}))
+        .await;
+    wait_member(&alice, &dm, "@_irc_local_carol:localhost", "join").await;
+    alice.send_text(&dm, "just for you").await;
+    carol
+        .expect("a private message", |m| {
+            m.command == "PRIVMSG"
+                && m.param(0) == Some("carol")
+                && m.param(1) == Some("just for you")
+        })
+        .await;
+    carol.handle.privmsg("alice[m]", "thanks").await.unwrap();
+    alice
+        .wait_for_event(&dm, from_ghost("carol", "thanks"), DEFAULT_TIMEOUT)
+        .await;
+    bridge.stop().await;
+}
