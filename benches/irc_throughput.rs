@@ -53,7 +53,7 @@ async fn run() {
     talker.join("#bench").await.expect("join");
 
     let alice = hs.register_user("alice").await;
-    let room = alice.join("#_irc_local_#bench:localhost").await;
+    let room = harness::join_alias(&alice, "#_irc_local_#bench:localhost").await;
     let ghost = "@_irc_local_talker:localhost";
     let deadline = Instant::now() + Duration::from_secs(30);
     while !alice.joined_members(&room).await.iter().any(|m| m == ghost) {

@@ -119,7 +119,7 @@ async fn user_and_alias_queries_create_ghosts_and_portals() {
     let alice = hs.register_user("alice").await;
 
     // Joining the alias makes Synapse ask us; the portal is created first.
-    let room = alice.join("#_test_lobby:localhost").await;
+    let room = crate::harness::join_alias(&alice, "#_test_lobby:localhost").await;
     let bridge_state = alice
         .room_state(&room, "m.bridge", "passerelle://test/lobby")
         .await;

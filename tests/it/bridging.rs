@@ -719,7 +719,7 @@ async fn what_cannot_be_bridged_is_explained_and_echoes_are_dropped() {
     );
 
     // The alias of a portal made from a remote message still resolves.
-    let by_alias = alice.join("#_test_refuse:localhost").await;
+    let by_alias = crate::harness::join_alias(&alice, "#_test_refuse:localhost").await;
     assert_eq!(by_alias, room);
     bridge.stop().await;
 }

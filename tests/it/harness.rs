@@ -444,3 +444,25 @@ pub fn remote(
         kind,
     )
 }
+
+/// Joins a room by an alias in our namespace. The first alias query after a
+/// bridge restart on the same port can fail inside Synapse (it may reuse a
+/// pooled connection to the previous listener, and alias queries are not
+/// retried), so a 404 is tried again a few times.
+pub async fn join_alias(client: &crate::support::synapse::TestClient, alias: &str) -> String {
+    let path = format!(
+        "/_matrix/client/v3/join/{}",
+        crate::support::synapse::enc(alias)
+    );
+    for _ in 0..5 {
+        let (status, body) = client
+            .request(reqwest::Method::POST, &path, Some(serde_json::json!({})))
+            .await;
+        if status.is_success() {
+            return body["room_id"].as_str().expect("room_id").to_owned();
+        }
+        assert_eq!(status.as_u16(), 404, "joining {alias}: {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{alias} stayed unknown to the homeserver");
+}

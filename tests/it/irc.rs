@@ -131,7 +131,7 @@ async fn irc_and_matrix_talk_both_ways() {
 
     // Joining the alias creates the portal, and the bot joins the channel.
     let alice = hs.register_user("alice").await;
-    let room = alice.join(ALIAS).await;
+    let room = crate::harness::join_alias(&alice, ALIAS).await;
     carol
         .expect("the bot's JOIN", |m| {
             m.command == "JOIN" && m.source_nick() == Some("bridgebot")
@@ -417,7 +417,7 @@ async fn an_ircd_restart_brings_puppets_back_without_duplicates_or_notices() {
     let dave = hs.register_user("dave").await;
     let mut carol = IrcUser::connect(&engine, ngircd.port, "carol").await;
     carol.handle.join("#restart").await.unwrap();
-    let room = alice.join("#_irc_local_#restart:localhost").await;
+    let room = crate::harness::join_alias(&alice, "#_irc_local_#restart:localhost").await;
     dave.join(&room).await;
     alice.send_text(&room, "alice before").await;
     dave.send_text(&room, "dave before").await;
