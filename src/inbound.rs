@@ -515,13 +515,14 @@ impl Bridge {
                         let Some(ghost) = self.store.ghost_by_mxid(state_key).await? else {
                             return Ok(Converted::Ignore);
                         };
-                        Some((
-                            MatrixEventKind::Kick {
-                                target: ghost.remote_id,
-                                reason: str_at(&content, "/reason").map(str::to_owned),
-                            },
-                            Record::Nothing,
-                        ))
+                        let target = ghost.remote_id;
+                        let reason = str_at(&content, "/reason").map(str::to_owned);
+                        let kind = if membership == "ban" {
+                            MatrixEventKind::Ban { target, reason }
+                        } else {
+                            MatrixEventKind::Kick { target, reason }
+                        };
+                        Some((kind, Record::Nothing))
                     }
                     _ => None,
                 }

@@ -378,6 +378,49 @@ async fn irc_and_matrix_talk_both_ways() {
         })
         .await;
 
+    // A topic set in Matrix reaches the channel through alice's (opped) puppet;
+    // a ban in Matrix becomes a ban mask and a kick; a QUIT makes the ghost leave.
+    alice
+        .set_state(
+            &room,
+            "m.room.topic",
+            "",
+            json!({"topic": "Set from Matrix"}),
+        )
+        .await;
+    carol
+        .expect("the topic from Matrix", |m| {
+            m.command == "TOPIC"
+                && m.source_nick() == Some("alice[m]")
+                && m.param(1) == Some("Set from Matrix")
+        })
+        .await;
+    alice
+        .call(
+            reqwest::Method::POST,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/ban",
+                crate::support::synapse::enc(&room)
+            ),
+            Some(json!({"user_id": "@_irc_local_frank:localhost", "reason": "spam"})),
+        )
+        .await;
+    carol
+        .expect("the ban mask", |m| {
+            m.command == "MODE" && m.param(1) == Some("+b") && m.param(2) == Some("frank!*@*")
+        })
+        .await;
+    carol
+        .expect("the kick", |m| {
+            m.command == "KICK" && m.param(1) == Some("frank")
+        })
+        .await;
+    let quitter = IrcUser::connect(&engine, ngircd.port, "quitter").await;
+    quitter.handle.join("#test").await.unwrap();
+    wait_member(&alice, &room, "@_irc_local_quitter:localhost", "join").await;
+    quitter.handle.disconnect(Some("gone fishing"));
+    wait_member(&alice, &room, "@_irc_local_quitter:localhost", "leave").await;
+
     // Replies address the author, edits are marked as corrections.
     let from_carol = alice
         .wait_for_event(

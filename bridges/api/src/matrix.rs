@@ -70,6 +70,11 @@ pub enum MatrixEventKind {
         target: RemoteUserId,
         reason: Option<String>,
     },
+    /// Like `Kick`, and the user may not come back.
+    Ban {
+        target: RemoteUserId,
+        reason: Option<String>,
+    },
     Topic {
         topic: String,
     },
@@ -94,6 +99,7 @@ impl MatrixEventKind {
             MatrixEventKind::Join => "join",
             MatrixEventKind::Leave => "leave",
             MatrixEventKind::Kick { .. } => "kick",
+            MatrixEventKind::Ban { .. } => "ban",
             MatrixEventKind::Topic { .. } => "topic",
             MatrixEventKind::PowerLevels { .. } => "power_levels",
             MatrixEventKind::Typing { .. } => "typing",

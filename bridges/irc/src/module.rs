@@ -346,6 +346,7 @@ impl Network for IrcModule {
             ));
         };
 
+        let banned = matches!(event.kind, MatrixEventKind::Ban { .. });
         match event.kind {
             MatrixEventKind::Message(content) => {
                 let nick = self
@@ -390,15 +391,25 @@ impl Network for IrcModule {
                 }
                 Ok(Delivered::none())
             }
-            MatrixEventKind::Kick { target, reason } => {
+            MatrixEventKind::Kick { target, reason } | MatrixEventKind::Ban { target, reason }
+                if is_channel =>
+            {
                 let Speaker::Puppet(handle) = &speaker else {
                     return Err(BridgeError::not_logged_in(
-                        "kicks need your own IRC connection",
+                        "kicks and bans need your own IRC connection",
                     ));
                 };
                 let nick = ids::parse_user(&target)
                     .map(|(_, n)| server.display_nick(n))
                     .unwrap_or_default();
+                if banned {
+                    let mask = format!("{nick}!*@*");
+                    let line = Outgoing::new("MODE")
+                        .param(irc_target.clone())
+                        .param("+b")
+                        .param(mask);
+                    handle.send(line).await.map_err(send_error)?;
+                }
                 let mut line = Outgoing::new("KICK").param(irc_target.clone()).param(nick);
                 if let Some(reason) = reason {
                     line = line.param(reason);
