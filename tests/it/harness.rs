@@ -415,12 +415,17 @@ impl RunningBridge {
     /// Stops and starts again on the same database, keeping the turn; the
     /// module starts afresh (what it received is forgotten).
     pub async fn restart(&mut self) {
+        self.restart_with_modules(Vec::new()).await;
+    }
+
+    /// [`RunningBridge::restart`] with fresh instances of other modules.
+    pub async fn restart_with_modules(&mut self, others: Vec<Arc<dyn Network>>) {
         self.stop().await;
         let fresh = Self::start_without_turn(
             &self.db_url,
             &self.extra,
             Arc::new(TestNetwork::default()),
-            Vec::new(),
+            others,
         )
         .await;
         self.net = fresh.net.clone();

@@ -495,6 +495,17 @@ async fn an_ircd_restart_brings_puppets_back_without_duplicates_or_notices() {
     let extra = carol.privmsgs_within(Duration::from_secs(3)).await;
     assert!(extra.is_empty(), "duplicates after the restart: {extra:?}");
 
+    // A restart of passerelle itself: alice's puppet, active recently, comes
+    // back and rejoins its channel without alice doing anything.
+    bridge
+        .restart_with_modules(vec![irc_module(ngircd.port)])
+        .await;
+    carol
+        .expect("alice's puppet back after a bridge restart", |m| {
+            m.command == "JOIN" && m.source_nick() == Some("alice[m]")
+        })
+        .await;
+
     let events = alice.messages(&room).await;
     let notices: Vec<&Value> = events
         .iter()

@@ -336,6 +336,9 @@ impl Network for IrcModule {
                     .any(|c| crate::nick::casefold(c) == irc_target)
             {
                 puppet.handle.join(&irc_target).await.map_err(send_error)?;
+                let mut channels = puppet.handle.state().channels;
+                channels.push(irc_target.clone());
+                server.record_activity(&puppet, Some(channels)).await;
             }
             Speaker::Puppet(puppet.handle.clone())
         } else if is_channel && server.config.relay && event.via == Via::Relay {

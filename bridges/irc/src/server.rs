@@ -622,7 +622,7 @@ impl Server {
         };
         puppet.ready().await?;
         puppet.touch();
-        self.record_activity(&puppet).await;
+        self.record_activity(&puppet, None).await;
         Ok(puppet)
     }
 
@@ -742,22 +742,29 @@ impl Server {
 
     /// Writes the puppet's login with its last activity (at most every ten
     /// minutes), so recently active puppets are reconnected at start.
-    async fn record_activity(&self, puppet: &Puppet) {
+    pub async fn record_activity(&self, puppet: &Puppet, channels: Option<Vec<String>>) {
         {
             let mut written = puppet.last_written.lock().expect("puppet lock");
-            if written.is_some_and(|w| w.elapsed() < ACTIVITY_WRITE) {
+            if channels.is_none() && written.is_some_and(|w| w.elapsed() < ACTIVITY_WRITE) {
                 return;
             }
             *written = Some(Instant::now());
         }
         let nick = puppet.nick();
+        // The channels to rejoin at the next start: the bridged ones it is in.
+        let mut channels = channels.unwrap_or_else(|| puppet.handle.state().channels);
+        channels.retain(|c| self.is_bridged(c));
         let login = Login {
             mxid: puppet.mxid.clone(),
             login_id: self.name.clone(),
             remote_user: ids::make_user(&self.name, &nick),
             state: LoginState::Connected,
             secret: None,
-            metadata: serde_json::json!({"nick": nick, "last_active_ms": now_ms()}),
+            metadata: serde_json::json!({
+                "nick": nick,
+                "last_active_ms": now_ms(),
+                "channels": channels,
+            }),
         };
         if let Err(e) = self.runtime().save_login(login).await {
             tracing::warn!(error = %e, "could not record an IRC puppet");
@@ -785,8 +792,22 @@ impl Server {
             }
             match self.connect_puppet(&login.mxid, nick) {
                 Ok(puppet) => {
-                    // Its channels: the bridged ones it was in are rejoined
-                    // by the next message; the connection rejoins the rest.
+                    let channels: Vec<String> = login.metadata["channels"]
+                        .as_array()
+                        .map(|c| {
+                            c.iter()
+                                .filter_map(|c| c.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let rejoin = puppet.clone();
+                    tokio::spawn(async move {
+                        if rejoin.ready().await.is_ok() {
+                            for channel in channels {
+                                let _ = rejoin.handle.join(&channel).await;
+                            }
+                        }
+                    });
                     puppets.insert(login.mxid.clone(), puppet);
                 }
                 Err(e) => tracing::warn!(error = %e, "could not reconnect a puppet"),
