@@ -197,6 +197,14 @@ impl Runtime for RuntimeHandle {
         }
     }
 
+    async fn portal_notice(&self, portal: &PortalKey, text: &str) {
+        if let Ok(Some(row)) = self.bridge.store.portal(portal).await
+            && let Some(room) = row.room_id
+        {
+            self.bridge.notice(&room, text, None).await;
+        }
+    }
+
     async fn notify_admins(&self, text: &str) {
         self.bridge.notify_admins(text).await;
     }

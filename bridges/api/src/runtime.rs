@@ -87,6 +87,10 @@ pub trait Runtime: Send + Sync + 'static {
         filename: &str,
     ) -> Result<String, BridgeError>;
 
+    /// Post a notice from the bridge bot in a portal's room (a summary, a
+    /// warning). Does nothing when the portal has no room.
+    async fn portal_notice(&self, portal: &PortalKey, text: &str);
+
     /// Send a notice to the bridge admins' management rooms.
     async fn notify_admins(&self, text: &str);
 }

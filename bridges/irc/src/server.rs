@@ -24,6 +24,39 @@ const PUPPET_READY: Duration = Duration::from_secs(30);
 /// How often a puppet's last activity is written to its login.
 const ACTIVITY_WRITE: Duration = Duration::from_secs(600);
 
+/// The two servers of a netsplit QUIT reason (`irc.a.net irc.b.net`).
+pub fn netsplit_servers(reason: &str) -> Option<(String, String)> {
+    let mut words = reason.split(' ');
+    let (a, b) = (words.next()?, words.next()?);
+    let host = |w: &str| {
+        w.contains('.')
+            && !w.starts_with('.')
+            && !w.ends_with('.')
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_*".contains(c))
+    };
+    (words.next().is_none() && host(a) && host(b)).then(|| (a.to_owned(), b.to_owned()))
+}
+
+/// A netsplit being collected: its servers and, per channel, who left.
+type Netsplit = ((String, String), HashMap<String, Vec<String>>);
+
+/// One notice for a netsplit, however many users it took.
+pub fn netsplit_summary(servers: &(String, String), nicks: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut names: Vec<&str> = nicks.iter().take(SHOWN).map(String::as_str).collect();
+    if nicks.len() > SHOWN {
+        names.push("…");
+    }
+    format!(
+        "Netsplit between {} and {}: {} user(s) left ({}). They come back when the servers reconnect.",
+        servers.0,
+        servers.1,
+        nicks.len(),
+        names.join(", ")
+    )
+}
+
 /// The server's `msgid` inside one of our remote ids, if it has one.
 pub fn server_msgid(remote_id: &str) -> Option<&str> {
     remote_id
@@ -94,6 +127,8 @@ pub struct Server {
     seq: AtomicU64,
     /// Mode letter -> prefix symbol (`o` -> `@`) from ISUPPORT PREFIX.
     prefixes: Mutex<Vec<(char, char)>>,
+    /// A netsplit being collected: its servers and, per channel, who left.
+    netsplit: Arc<Mutex<Option<Netsplit>>>,
 }
 
 impl Server {
@@ -110,6 +145,7 @@ impl Server {
             puppet_nicks: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             prefixes: Mutex::new(vec![('o', '@'), ('h', '%'), ('v', '+')]),
+            netsplit: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -364,6 +400,9 @@ impl Server {
                     return;
                 }
                 let reason = m.param(0).map(str::to_owned);
+                if let Some(servers) = reason.as_deref().and_then(netsplit_servers) {
+                    self.note_netsplit(&nick, servers);
+                }
                 for channel in self.channels_of(&nick) {
                     self.remove_member(&channel, &nick);
                     if self.is_bridged(&channel) {
@@ -431,6 +470,40 @@ impl Server {
             "353" => self.on_names(m, ts),
             _ => {}
         }
+    }
+
+    /// Collects a netsplit's QUITs for a few seconds, then posts one
+    /// summary per bridged channel instead of a notice per user.
+    fn note_netsplit(&self, nick: &str, servers: (String, String)) {
+        let channels = self.channels_of(nick);
+        let mut split = self.netsplit.lock().expect("netsplit lock");
+        let first = split.is_none();
+        let (_, per_channel) = split.get_or_insert_with(|| (servers, HashMap::new()));
+        for channel in channels.into_iter().filter(|c| self.is_bridged(c)) {
+            per_channel
+                .entry(channel)
+                .or_default()
+                .push(nick.to_owned());
+        }
+        if !first {
+            return;
+        }
+        let runtime = self.runtime();
+        let name = self.name.clone();
+        let collected = self.netsplit.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let Some((servers, per_channel)) = collected.lock().expect("netsplit lock").take()
+            else {
+                return;
+            };
+            for (channel, nicks) in per_channel {
+                let portal = ids::make_channel_portal(&name, &channel);
+                runtime
+                    .portal_notice(&portal, &netsplit_summary(&servers, &nicks))
+                    .await;
+            }
+        });
     }
 
     /// `PRIVMSG`/`NOTICE` text -> Matrix content; `None` for CTCP queries.
@@ -847,5 +920,44 @@ impl Server {
                 *network == self.name
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netsplits_are_recognised() {
+        assert_eq!(
+            netsplit_servers("irc.a.net irc.b.net"),
+            Some(("irc.a.net".to_owned(), "irc.b.net".to_owned()))
+        );
+        assert_eq!(
+            netsplit_servers("*.net *.split"),
+            Some(("*.net".to_owned(), "*.split".to_owned()))
+        );
+        for reason in [
+            "Quit: bye",
+            "Ping timeout: 240 seconds",
+            "irc.a.net",
+            "a.net b.net c.net",
+            "see you.net later.x",
+        ] {
+            assert_eq!(netsplit_servers(reason), None, "{reason}");
+        }
+    }
+
+    #[test]
+    fn one_summary_for_many_users() {
+        let servers = ("irc.a.net".to_owned(), "irc.b.net".to_owned());
+        let nicks: Vec<String> = (0..25).map(|i| format!("user{i}")).collect();
+        let text = netsplit_summary(&servers, &nicks);
+        assert!(
+            text.starts_with("Netsplit between irc.a.net and irc.b.net: 25 user(s) left (user0, "),
+            "{text}"
+        );
+        assert!(text.contains("user9, …)"), "{text}");
+        assert!(!text.contains("user10"), "{text}");
     }
 }
