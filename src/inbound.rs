@@ -778,16 +778,11 @@ impl Bridge {
         intent.join(&ruma::RoomOrAliasId::parse(room_id)?).await?;
         self.mark_joined(room_id, ghost);
         self.store
-            .upsert_portal(&PortalRow {
-                key: info.key.clone(),
-                room_id: Some(room_id.to_owned()),
-                kind: info.kind,
-                name: info.name.clone(),
-                relay: info.relay,
-                disappear_after_ms: None,
-                metadata: serde_json::json!({"private_chat_with": ghost}),
-                created_ts: now_ms(),
-            })
+            .upsert_portal(&crate::portal::portal_row(
+                &info,
+                room_id,
+                serde_json::json!({"private_chat_with": ghost}),
+            ))
             .await?;
         tracing::info!(portal = %info.key, room_id, "private chat portal created from an invite");
         Ok(())

@@ -196,16 +196,7 @@ impl Bridge {
             return Ok(Some(row));
         }
         let room_id = self.create_portal_room(&info).await?;
-        let row = PortalRow {
-            key: info.key.clone(),
-            room_id: Some(room_id.clone()),
-            kind: info.kind,
-            name: info.name.clone(),
-            relay: info.relay,
-            disappear_after_ms: None,
-            metadata: json!({}),
-            created_ts: now_ms(),
-        };
+        let row = portal_row(&info, &room_id, json!({}));
         self.store.upsert_portal(&row).await?;
         tracing::info!(portal = %info.key, room_id, "portal created");
         Ok(Some(row))
@@ -260,16 +251,7 @@ impl Bridge {
             }
         }
         self.store
-            .upsert_portal(&PortalRow {
-                key: info.key.clone(),
-                room_id: Some(room_id.to_owned()),
-                kind: info.kind,
-                name: info.name.clone(),
-                relay: info.relay,
-                disappear_after_ms: None,
-                metadata: json!({"linked": true}),
-                created_ts: now_ms(),
-            })
+            .upsert_portal(&portal_row(&info, room_id, json!({"linked": true})))
             .await?;
         Ok(())
     }
@@ -646,6 +628,20 @@ impl Bridge {
             (None, None) => body,
         };
         Ok((body, reply_to, thread_root))
+    }
+}
+
+/// The stored row of a portal whose room is `room_id`.
+pub(crate) fn portal_row(info: &PortalInfo, room_id: &str, metadata: Value) -> PortalRow {
+    PortalRow {
+        key: info.key.clone(),
+        room_id: Some(room_id.to_owned()),
+        kind: info.kind,
+        name: info.name.clone(),
+        relay: info.relay,
+        disappear_after_ms: None,
+        metadata,
+        created_ts: now_ms(),
     }
 }
 

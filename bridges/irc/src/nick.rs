@@ -3,16 +3,7 @@
 /// RFC 1459 case mapping (the default `CASEMAPPING` of most servers):
 /// `A-Z[]\~` fold to `a-z{}|^`.
 pub fn casefold(name: &str) -> String {
-    name.chars()
-        .map(|c| match c {
-            'A'..='Z' => c.to_ascii_lowercase(),
-            '[' => '{',
-            ']' => '}',
-            '\\' => '|',
-            '~' => '^',
-            c => c,
-        })
-        .collect()
+    crate::conn::CaseMapping::Rfc1459.fold(name)
 }
 
 fn is_special(c: char) -> bool {
