@@ -57,6 +57,9 @@ pub struct Bridge {
     pub(crate) typing: Mutex<HashMap<String, HashSet<String>>>,
     /// When each encrypted room was last told that the bridge cannot read it.
     pub(crate) encryption_notices: Mutex<HashMap<String, std::time::Instant>>,
+    /// Room display names of Matrix senders, `(room, user)`; forgotten when
+    /// a membership event of that user in that room passes by.
+    pub(crate) display_names: Mutex<HashMap<(String, String), String>>,
     /// Transactions are handled one at a time: a retried transaction waits
     /// for the first attempt instead of racing it.
     pub(crate) txn_lock: tokio::sync::Mutex<()>,
@@ -420,6 +423,7 @@ pub async fn run(
         joined: Mutex::new(HashSet::new()),
         typing: Mutex::new(HashMap::new()),
         encryption_notices: Mutex::new(HashMap::new()),
+        display_names: Mutex::new(HashMap::new()),
         txn_lock: tokio::sync::Mutex::new(()),
         shutdown: shutdown_rx.clone(),
         task_guard: Mutex::new(Some(task_guard)),

@@ -126,6 +126,15 @@ impl Bridge {
             // A ghost left or was removed: its next message joins again.
             self.forget_joined(&room_id, member);
         }
+        if event_type == "m.room.member"
+            && let Some(member) = str_at(&event, "/state_key")
+        {
+            // A new display name (or a leave) makes the cached one stale.
+            self.display_names
+                .lock()
+                .expect("name lock")
+                .remove(&(room_id.clone(), member.to_owned()));
+        }
         if self.is_our_user(&sender) {
             metrics::counter!("passerelle_echoes_dropped_total").increment(1);
             return Ok(Dispatched::Inline);
@@ -280,6 +289,20 @@ impl Bridge {
 
     /// The sender's display name in the room, else the localpart.
     async fn display_name(&self, room_id: &str, user_id: &str) -> String {
+        let key = (room_id.to_owned(), user_id.to_owned());
+        if let Some(name) = self.display_names.lock().expect("name lock").get(&key) {
+            return name.clone();
+        }
+        let name = self.fetch_display_name(room_id, user_id).await;
+        self.display_names
+            .lock()
+            .expect("name lock")
+            .insert(key, name.clone());
+        name
+    }
+
+    /// Asks the homeserver (once per sender and room, see `display_name`).
+    async fn fetch_display_name(&self, room_id: &str, user_id: &str) -> String {
         let fallback = crate::mxid::localpart_of(user_id)
             .unwrap_or(user_id)
             .to_owned();
