@@ -274,7 +274,12 @@ impl Bridge {
             // point the alias at it now, or the homeserver answers 404.
             let alias = ruma::RoomAliasId::parse(alias)?;
             let room = ruma::RoomId::parse(room_id)?;
-            self.bot.set_room_alias(&alias, &room).await?;
+            // Not looked up first: resolving an alias of our namespace would
+            // make the homeserver ask us again. 409: it exists already.
+            match self.bot.set_room_alias(&alias, &room).await {
+                Err(e) if e.status() == Some(409) => {}
+                other => other?,
+            }
         }
         Ok(true)
     }

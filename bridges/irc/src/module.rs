@@ -66,6 +66,9 @@ impl IrcModule {
         info.name = Some(channel.to_owned());
         info.topic = Some(format!("{channel} on {}", server.name));
         info.relay = server.config.relay;
+        // Whichever comes first (an IRC event or a Matrix user joining the
+        // alias), the room is made public with its alias.
+        info.alias_localpart = Some(ids::make_alias_localpart(&server.name, channel));
         info
     }
 }
