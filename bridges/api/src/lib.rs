@@ -15,6 +15,7 @@
 pub mod command;
 pub mod error;
 pub mod event;
+pub mod html;
 pub mod ids;
 pub mod login;
 pub mod matrix;

@@ -9,8 +9,6 @@
 //! - [`check_html_nesting`]: the balance checker the tests and the fuzz
 //!   target hold [`irc_to_matrix`]'s HTML to.
 
-mod check;
-mod html;
 mod mention;
 mod mirc;
 mod palette;
@@ -20,10 +18,10 @@ mod to_matrix;
 #[cfg(test)]
 mod tests;
 
-pub use check::{HtmlNestingError, check_html_nesting};
 pub use mention::{
     LeadingPill, NickMention, irc_mention_to_matrix, matrix_to_irc_addressed, mention_pill,
     nick_mention_at_start, pill_at_start,
 };
+pub use passerelle_api::html::{HtmlNestingError, check_html_nesting};
 pub use to_irc::{matrix_to_irc, matrix_to_irc_with};
 pub use to_matrix::{Formatted, irc_to_matrix};

@@ -1,10 +1,10 @@
 //! Addressing someone at the start of a message: IRC's "nick: hello" and
 //! Matrix's mention pill.
 
-use super::html::{Token, Tokenizer, escape};
 use super::to_irc::{matrix_to_irc_with, pill_target};
 use super::to_matrix::{Formatted, irc_to_matrix, plain_to_html};
 use crate::nick::casefold;
+use passerelle_api::html::{Token, Tokenizer, escape};
 
 /// An IRC message that starts by addressing a nick: `nick: rest`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

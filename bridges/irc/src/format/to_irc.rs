@@ -1,8 +1,8 @@
 //! Matrix `org.matrix.custom.html` -> IRC text with mIRC codes.
 
-use super::html::{Token, Tokenizer};
 use super::mirc::{BOLD, COLOR, ITALIC, MONOSPACE, RESET, STRIKETHROUGH, UNDERLINE};
 use super::palette::Rgb;
+use passerelle_api::html::{Token, Tokenizer};
 
 /// Converts a Matrix message to IRC text, rendering mention pills as their
 /// link text. See [`matrix_to_irc_with`].

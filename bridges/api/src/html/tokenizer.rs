@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Token<'a> {
+pub enum Token<'a> {
     /// Text with entities decoded.
     Text(Cow<'a, str>),
     /// A start tag; the name and attribute names are lowercase.
@@ -24,7 +24,7 @@ pub(super) enum Token<'a> {
 
 impl Token<'_> {
     /// The value of attribute `name` of a start tag.
-    pub(super) fn attr(&self, name: &str) -> Option<&str> {
+    pub fn attr(&self, name: &str) -> Option<&str> {
         match self {
             Token::Start { attrs, .. } => attrs
                 .iter()
@@ -35,7 +35,7 @@ impl Token<'_> {
     }
 }
 
-pub(super) struct Tokenizer<'a> {
+pub struct Tokenizer<'a> {
     src: &'a str,
     pos: usize,
     /// Inside `<script>` or `<style>`: the end tag that ends the raw text.
@@ -43,7 +43,7 @@ pub(super) struct Tokenizer<'a> {
 }
 
 impl<'a> Tokenizer<'a> {
-    pub(super) fn new(src: &'a str) -> Self {
+    pub fn new(src: &'a str) -> Self {
         Tokenizer {
             src,
             pos: 0,
@@ -52,7 +52,7 @@ impl<'a> Tokenizer<'a> {
     }
 
     /// The input not read yet.
-    pub(super) fn rest(&self) -> &'a str {
+    pub fn rest(&self) -> &'a str {
         &self.src[self.pos..]
     }
 
@@ -237,7 +237,7 @@ fn find_ascii_case_insensitive(haystack: &str, needle: &str) -> Option<usize> {
 /// Decodes character references: `&amp;`-style names from a small table and
 /// `&#NNN;`/`&#xHH;` numbers. Unknown names stay as they are; numbers that
 /// are not characters become U+FFFD. `&nbsp;` becomes U+00A0.
-pub(super) fn decode_entities(text: &str) -> Cow<'_, str> {
+pub fn decode_entities(text: &str) -> Cow<'_, str> {
     if !text.contains('&') {
         return Cow::Borrowed(text);
     }
@@ -334,7 +334,7 @@ fn decode_one(s: &str) -> Option<(char, usize)> {
 }
 
 /// Escapes text for HTML element content or a double-quoted attribute.
-pub(super) fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
         match ch {

@@ -14,7 +14,7 @@ pub struct HtmlNestingError {
 const VOID: &[&str] = &["br", "hr", "img"];
 
 /// Checks that `html` is a well-formed, balanced fragment of the kind
-/// [`irc_to_matrix`](super::irc_to_matrix) writes: tags `<name attr="value">`
+/// a module converter writes (IRC, Telegram, Slack): tags `<name attr="value">`
 /// with lowercase names, void elements only `br`, `hr` and `img`, every end
 /// tag closing the innermost open element, nothing left open, and text with
 /// `<`, `>`, `"` and `&` written as references.
