@@ -33,6 +33,13 @@ pub fn build(config: &Config) -> Result<Vec<Arc<dyn Network>>, ConfigError> {
                     modules.push(module);
                 }
             }
+            #[cfg(feature = "telegram")]
+            "telegram" => {
+                let module = telegram(section)?;
+                if enabled {
+                    modules.push(module);
+                }
+            }
             _ if !enabled => {}
             other => {
                 return Err(ConfigError::key(
@@ -53,4 +60,14 @@ fn irc(section: &serde_json::Value) -> Result<Arc<dyn Network>, ConfigError> {
         .validate()
         .map_err(|p| ConfigError::key(format!("bridges.irc.{}", p.key), p.message))?;
     Ok(Arc::new(passerelle_irc::IrcModule::new(config)))
+}
+
+#[cfg(feature = "telegram")]
+fn telegram(section: &serde_json::Value) -> Result<Arc<dyn Network>, ConfigError> {
+    let config: passerelle_telegram::config::TelegramConfig =
+        crate::config::parse_section("bridges.telegram", section)?;
+    config
+        .validate()
+        .map_err(|p| ConfigError::key(format!("bridges.telegram.{}", p.key), p.message))?;
+    Ok(Arc::new(passerelle_telegram::TelegramModule::new(config)))
 }

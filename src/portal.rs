@@ -404,9 +404,16 @@ impl Bridge {
                 self.ensure_joined(&room_id, &ghost).await?;
                 let (new_content, _, _) = self.message_json(&event.portal, content).await?;
                 let body = content::edit(new_content, &ruma::EventId::parse(&original.event_id)?);
+                // An edit with its own remote id (Telegram's edit date, say) is
+                // sent with a transaction id made from it, so a source that
+                // replays after a crash does not edit twice.
+                let txn_id = match &event.remote_id {
+                    Some(id) => remote_txn_id(&event.portal, id.as_str()),
+                    None => format!("p{}", rand::random::<u64>()),
+                };
                 Ok(Some(
                     intent
-                        .send(&room, "m.room.message", &body, ts)
+                        .send_with_txn_id(&room, "m.room.message", &body, ts, &txn_id)
                         .await?
                         .to_string(),
                 ))
@@ -507,6 +514,75 @@ impl Bridge {
                 let id = self
                     .bot
                     .send_state(&room, "m.room.name", "", &json!({"name": name}), ts)
+                    .await?;
+                Ok(Some(id.to_string()))
+            }
+            RemoteEventKind::RoomAvatar { remote_ref } => {
+                let url = match remote_ref {
+                    Some(remote_ref) => {
+                        let network_module = self.network(network).context("module")?.clone();
+                        let (bytes, mime) = network_module.fetch_media(remote_ref).await?;
+                        let mime = mime.unwrap_or_else(|| "image/jpeg".to_owned());
+                        Some(
+                            self.bot
+                                .upload(bytes, &mime, Some("avatar"))
+                                .await?
+                                .to_string(),
+                        )
+                    }
+                    None => None,
+                };
+                let content = match url {
+                    Some(url) => json!({"url": url}),
+                    None => json!({}),
+                };
+                let id = self
+                    .bot
+                    .send_state(&room, "m.room.avatar", "", &content, ts)
+                    .await?;
+                Ok(Some(id.to_string()))
+            }
+            RemoteEventKind::Pin { target, pinned } => {
+                let Some(original) = self
+                    .store
+                    .message_by_remote(&event.portal, target)
+                    .await?
+                    .into_iter()
+                    .next()
+                else {
+                    return Ok(None);
+                };
+                let current = self
+                    .bot
+                    .state_event(&room, "m.room.pinned_events", "")
+                    .await?
+                    .unwrap_or_else(|| json!({}));
+                let mut pins: Vec<String> = current["pinned"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let present = pins.contains(&original.event_id);
+                if present == *pinned {
+                    return Ok(None);
+                }
+                if *pinned {
+                    pins.push(original.event_id.clone());
+                } else {
+                    pins.retain(|e| e != &original.event_id);
+                }
+                let id = self
+                    .bot
+                    .send_state(
+                        &room,
+                        "m.room.pinned_events",
+                        "",
+                        &json!({"pinned": pins}),
+                        ts,
+                    )
                     .await?;
                 Ok(Some(id.to_string()))
             }

@@ -57,6 +57,15 @@ impl Runtime for RuntimeHandle {
         })
     }
 
+    fn ghost_mxid(&self, user: &passerelle_api::RemoteUserId) -> String {
+        match self.bridge.network(&self.network) {
+            Some(module) => {
+                crate::mxid::user_id(&module.ghost_localpart(user), self.bridge.domain())
+            }
+            None => String::new(),
+        }
+    }
+
     async fn portals(&self) -> Result<Vec<PortalKey>, BridgeError> {
         let rows = self.bridge.store.portals().await.map_err(internal)?;
         Ok(rows

@@ -276,8 +276,13 @@ pub async fn setup() -> &'static Setup {
             let irc: Arc<dyn Network> = Arc::new(passerelle_irc::IrcModule::new(
                 serde_json::from_value(serde_json::json!({"networks": {}})).unwrap(),
             ));
-            let registration =
-                Registration::generate(&config, &passerelle::bridge::namespaces(&[network, irc]));
+            let telegram: Arc<dyn Network> = Arc::new(passerelle_telegram::TelegramModule::new(
+                serde_json::from_value(serde_json::json!({})).unwrap(),
+            ));
+            let registration = Registration::generate(
+                &config,
+                &passerelle::bridge::namespaces(&[network, irc, telegram]),
+            );
             let hs = Synapse::shared(&registration.to_yaml()).await;
             let registration_path = hs.dir.join("registration.yaml");
             assert!(

@@ -9,3 +9,4 @@ mod daemon;
 mod harness;
 mod irc;
 mod support;
+mod telegram;

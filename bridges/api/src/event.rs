@@ -143,6 +143,16 @@ pub enum RemoteEventKind {
     Rename {
         name: String,
     },
+    /// The chat's picture changed: a module-defined reference its
+    /// [`crate::Network::fetch_media`] resolves, or `None` when removed.
+    RoomAvatar {
+        remote_ref: Option<String>,
+    },
+    /// `target` was pinned (or unpinned) in the chat.
+    Pin {
+        target: RemoteMessageId,
+        pinned: bool,
+    },
     Typing {
         typing: bool,
     },
@@ -185,6 +195,8 @@ impl RemoteEvent {
             RemoteEventKind::Kick { .. } => "kick",
             RemoteEventKind::Topic { .. } => "topic",
             RemoteEventKind::Rename { .. } => "rename",
+            RemoteEventKind::RoomAvatar { .. } => "room_avatar",
+            RemoteEventKind::Pin { .. } => "pin",
             RemoteEventKind::Typing { .. } => "typing",
             RemoteEventKind::Profile => "profile",
             RemoteEventKind::PowerLevel { .. } => "power_level",

@@ -13,6 +13,7 @@
 //!   [`Network::handle_matrix`] with a [`MatrixEvent`].
 
 pub mod command;
+pub mod config;
 pub mod error;
 pub mod event;
 pub mod html;

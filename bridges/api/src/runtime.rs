@@ -25,6 +25,10 @@ pub trait Runtime: Send + Sync + 'static {
     /// (Telegram offsets, Slack acks) advance only then.
     fn enqueue(&self, event: RemoteEvent) -> Pending;
 
+    /// The full Matrix id of this module's ghost for `user`
+    /// (`@_telegram_42:example.org`), for mention pills. No I/O.
+    fn ghost_mxid(&self, user: &crate::ids::RemoteUserId) -> String;
+
     /// This module's portals that have a room (to rejoin channels at start).
     async fn portals(&self) -> Result<Vec<PortalKey>, BridgeError>;
 

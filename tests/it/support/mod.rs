@@ -10,6 +10,10 @@ pub mod synapse;
 #[path = "../../../bridges/irc/tests/conn/ngircd.rs"]
 pub mod ngircd;
 
+/// The npm package telegram-test-api behind its launcher.
+#[path = "../../support/telegram_test_api.rs"]
+pub mod telegram_test_api;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 
