@@ -250,8 +250,54 @@ impl Bridge {
                 return Err(e.into());
             }
         }
+        if info.kind == PortalKind::Broadcast {
+            self.make_read_only(&room).await?;
+        }
         self.store
             .upsert_portal(&portal_row(&info, room_id, json!({"linked": true})))
+            .await?;
+        Ok(())
+    }
+
+    /// A linked broadcast chat: only users at the moderator level (the
+    /// bridge, room admins, the ghosts that post) may send messages.
+    async fn make_read_only(&self, room: &ruma::RoomId) -> anyhow::Result<()> {
+        let mut power = self
+            .bot
+            .state_event(room, "m.room.power_levels", "")
+            .await?
+            .unwrap_or_else(|| json!({}));
+        let users_default = power["users_default"].as_i64().unwrap_or(0);
+        if power["events_default"].as_i64().unwrap_or(0) > users_default {
+            return Ok(());
+        }
+        power["events_default"] = json!(users_default.max(0) + 50);
+        self.bot
+            .send_state(room, "m.room.power_levels", "", &power, None)
+            .await?;
+        Ok(())
+    }
+
+    /// Raises `ghost` to the level that may post in a read-only room.
+    async fn let_post(&self, room: &ruma::RoomId, ghost: &str) -> anyhow::Result<()> {
+        let mut power = self
+            .bot
+            .state_event(room, "m.room.power_levels", "")
+            .await?
+            .unwrap_or_else(|| json!({}));
+        let needed = power["events_default"].as_i64().unwrap_or(0);
+        let has = power["users"][ghost]
+            .as_i64()
+            .unwrap_or_else(|| power["users_default"].as_i64().unwrap_or(0));
+        if has >= needed {
+            return Ok(());
+        }
+        if !power["users"].is_object() {
+            power["users"] = json!({});
+        }
+        power["users"][ghost] = json!(needed);
+        self.bot
+            .send_state(room, "m.room.power_levels", "", &power, None)
             .await?;
         Ok(())
     }
@@ -365,7 +411,12 @@ impl Bridge {
                 let send = || intent.send_with_txn_id(&room, "m.room.message", &body, ts, &txn_id);
                 let event_id = match send().await {
                     Err(e) if e.errcode() == Some("M_FORBIDDEN") => {
-                        // The ghost was removed behind our back: join again, once.
+                        // In a read-only (broadcast) room a ghost that posts
+                        // needs the posting level; otherwise the ghost was
+                        // removed behind our back. Fix either, once.
+                        if portal.kind == PortalKind::Broadcast {
+                            self.let_post(&room, &ghost).await?;
+                        }
                         self.forget_joined(&room_id, &ghost);
                         self.ensure_joined(&room_id, &ghost).await?;
                         send().await?

@@ -10,7 +10,8 @@ use passerelle_api::Network;
 use serde_json::{Value, json};
 
 use crate::harness::{RunningBridge, fresh_db, setup};
-use crate::support::synapse::{DEFAULT_TIMEOUT, TestClient};
+use crate::support::synapse::{DEFAULT_TIMEOUT, Synapse, TestClient};
+use crate::support::telegram_fake::{ChatKind, FakeTelegram, tiny_png};
 use crate::support::telegram_test_api::TelegramTestApi;
 
 const TOKEN: &str = "123456:test-token";
@@ -133,4 +134,331 @@ async fn text_send_edit_and_delete_through_telegram_test_api() {
     assert!(tta.bot_message(TOKEN, chat, id).await.is_none());
     bridge.stop().await;
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// The Matrix event that bridged Telegram message `ghost_user`/`body`.
+async fn bridged(alice: &TestClient, room: &str, user: i64, body: &str) -> Value {
+    alice
+        .wait_for_event(room, from_ghost(user, body), DEFAULT_TIMEOUT)
+        .await
+}
+
+/// Starts the fake with one supergroup and one user, the bot an admin so
+/// that reactions and member updates reach it.
+async fn fake_with_group(chat: i64, kind: ChatKind) -> FakeTelegram {
+    let fake = FakeTelegram::start(TOKEN).await;
+    fake.add_user(7, "Ada", Some("Lovelace"), Some("ada"));
+    fake.add_chat(chat, kind, "Friends");
+    fake.set_member(chat, 7, "member");
+    fake.set_member(chat, fake.bot_id(), "administrator");
+    fake
+}
+
+/// Waits until the module polled once, so its `allowed_updates` are known
+/// to the fake (which filters updates when they happen, as Telegram does).
+async fn first_poll(fake: &FakeTelegram) {
+    fake.wait_call("getUpdates", 1, DEFAULT_TIMEOUT).await;
+}
+
+async fn upload(hs: &Synapse, client: &TestClient, bytes: Vec<u8>, mime: &str) -> String {
+    let answer: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/_matrix/media/v3/upload?filename=pic.png",
+            hs.base_url
+        ))
+        .bearer_auth(client.access_token())
+        .header("content-type", mime)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["content_uri"].as_str().unwrap().to_owned()
+}
+
+async fn download(hs: &Synapse, client: &TestClient, mxc: &str) -> Vec<u8> {
+    let path = mxc.strip_prefix("mxc://").unwrap();
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/_matrix/client/v1/media/download/{path}",
+            hs.base_url
+        ))
+        .bearer_auth(client.access_token())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "download {mxc}: {}",
+        response.status()
+    );
+    response.bytes().await.unwrap().to_vec()
+}
+
+#[tokio::test]
+async fn a_group_both_ways_with_replies_edits_reactions_and_media() {
+    let chat = -1002000000001;
+    let fake = fake_with_group(chat, ChatKind::Supergroup).await;
+    let photo = tiny_png(3, 2);
+    fake.set_profile_photo(7, tiny_png(5, 5));
+    let hs = setup().await.hs;
+    let mut bridge = RunningBridge::start_with_modules(
+        &fresh_db("telegram-group").await,
+        "",
+        vec![telegram_module(&fake.api_url(), json!({}))],
+    )
+    .await;
+    first_poll(&fake).await;
+    let alice = hs.register_user("alice").await;
+    let room = linked_room(&alice, chat).await;
+
+    // Telegram -> Matrix: the ghost has the user's name and photo.
+    let hello = fake.user_sends(chat, 7, "hello");
+    let hello_event = bridged(&alice, &room, 7, "hello").await;
+    let hello_event_id = hello_event["event_id"].as_str().unwrap().to_owned();
+    let profile = alice
+        .call(
+            reqwest::Method::GET,
+            "/_matrix/client/v3/profile/@_telegram_7:localhost",
+            None,
+        )
+        .await;
+    assert_eq!(profile["displayname"], "Ada Lovelace");
+    let avatar = profile["avatar_url"].as_str().expect("ghost avatar set");
+    assert_eq!(download(hs, &alice, avatar).await, tiny_png(5, 5));
+
+    // A reply, an edit, a reaction and its removal.
+    fake.user_sends_with(
+        chat,
+        7,
+        json!({"text": "replying", "reply_to_message_id": hello}),
+    );
+    let reply = bridged(&alice, &room, 7, "replying").await;
+    assert_eq!(
+        reply["content"]["m.relates_to"]["m.in_reply_to"]["event_id"],
+        hello_event_id.as_str()
+    );
+    fake.user_edits(chat, hello, "hello, edited");
+    let edit = alice
+        .wait_for_event(
+            &room,
+            |e| e["content"]["m.relates_to"]["rel_type"] == "m.replace",
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert_eq!(
+        edit["content"]["m.relates_to"]["event_id"],
+        hello_event_id.as_str()
+    );
+    assert_eq!(edit["content"]["m.new_content"]["body"], "hello, edited");
+    fake.user_reacts(chat, hello, 7, &["👍"]);
+    let reaction = alice
+        .wait_for_event(&room, |e| e["type"] == "m.reaction", DEFAULT_TIMEOUT)
+        .await;
+    assert_eq!(reaction["sender"], "@_telegram_7:localhost");
+    assert_eq!(reaction["content"]["m.relates_to"]["key"], "👍");
+    assert_eq!(
+        reaction["content"]["m.relates_to"]["event_id"],
+        hello_event_id.as_str()
+    );
+    fake.user_reacts(chat, hello, 7, &[]);
+    alice
+        .wait_for_event(
+            &room,
+            |e| e["type"] == "m.room.redaction" && e["redacts"] == reaction["event_id"],
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+
+    // A photo with a caption arrives as an image with the same bytes.
+    let file = fake.add_file(photo.clone(), Some("image/png"), None);
+    fake.user_sends_with(
+        chat,
+        7,
+        json!({"photo": [{"file_id": file["file_id"], "file_unique_id": file["file_unique_id"],
+                          "width": 3, "height": 2, "file_size": photo.len()}],
+               "caption": "a tiny picture"}),
+    );
+    let image = alice
+        .wait_for_event(
+            &room,
+            |e| e["content"]["msgtype"] == "m.image",
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert_eq!(image["content"]["body"], "a tiny picture");
+    let mxc = image["content"]["url"].as_str().unwrap();
+    assert_eq!(download(hs, &alice, mxc).await, photo);
+
+    // Matrix -> Telegram: text with the sender's name, a reply, a reaction,
+    // an image, and a deletion.
+    let sent = alice.send_text(&room, "hi from Matrix").await;
+    fake.wait_until("the relayed text", DEFAULT_TIMEOUT, |f| {
+        f.calls("sendMessage")
+            .iter()
+            .any(|c| c["text"] == "<b>alice</b>: hi from Matrix")
+    })
+    .await;
+    alice
+        .send_event(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "answering",
+                   "m.relates_to": {"m.in_reply_to": {"event_id": hello_event_id}}}),
+        )
+        .await;
+    fake.wait_until("the relayed reply", DEFAULT_TIMEOUT, |f| {
+        f.calls("sendMessage")
+            .iter()
+            .any(|c| c["reply_parameters"]["message_id"] == hello)
+    })
+    .await;
+    alice
+        .send_event(
+            &room,
+            "m.reaction",
+            json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": hello_event_id, "key": "❤️"}}),
+        )
+        .await;
+    fake.wait_until("the bot's reaction", DEFAULT_TIMEOUT, |f| {
+        f.reactions(chat, hello) == ["❤"]
+    })
+    .await;
+    let crab = alice
+        .send_event(
+            &room,
+            "m.reaction",
+            json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": hello_event_id, "key": "🦀"}}),
+        )
+        .await;
+    let refusal = alice
+        .wait_for_event(
+            &room,
+            |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == crab.as_str(),
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert!(
+        refusal["content"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Telegram bots can only react with"),
+        "{refusal}"
+    );
+    let mxc = upload(hs, &alice, photo.clone(), "image/png").await;
+    alice
+        .send_event(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.image", "body": "look", "filename": "pic.png", "url": mxc,
+                   "info": {"mimetype": "image/png", "size": photo.len()}}),
+        )
+        .await;
+    let calls = fake.wait_call("sendPhoto", 1, DEFAULT_TIMEOUT).await;
+    assert_eq!(calls[0]["caption"], "<b>alice</b>: look");
+    assert_eq!(calls[0]["photo"]["file_bytes_len"], photo.len());
+    alice.redact(&room, &sent).await;
+    fake.wait_call("deleteMessage", 1, DEFAULT_TIMEOUT).await;
+    assert!(
+        fake.messages(chat)
+            .iter()
+            .all(|m| m["text"] != "alice: hi from Matrix"),
+        "the relayed message is deleted"
+    );
+    // Nothing was sent twice.
+    assert_eq!(
+        fake.calls("sendMessage")
+            .iter()
+            .filter(|c| c["text"] == "<b>alice</b>: hi from Matrix")
+            .count(),
+        1
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn channels_are_read_only_rooms_and_forum_topics_are_threads() {
+    let channel = -1002000000002;
+    let forum = -1002000000003;
+    let fake = FakeTelegram::start(TOKEN).await;
+    fake.add_user(7, "Ada", None, None);
+    fake.add_chat(channel, ChatKind::Channel, "News");
+    fake.add_chat(forum, ChatKind::SupergroupForum, "Clubs");
+    fake.set_member(forum, 7, "member");
+    let hs = setup().await.hs;
+    let mut bridge = RunningBridge::start_with_modules(
+        &fresh_db("telegram-channel").await,
+        "",
+        vec![telegram_module(&fake.api_url(), json!({}))],
+    )
+    .await;
+    first_poll(&fake).await;
+    let alice = hs.register_user("alice").await;
+
+    // A channel: posts come from the channel's ghost; the room is read-only
+    // for everyone but the bridge and room admins, whose posts go out.
+    let news = linked_room(&alice, channel).await;
+    fake.channel_posts(channel, "breaking news");
+    bridged(&alice, &news, channel, "breaking news").await;
+    let power = alice
+        .room_state(&news, "m.room.power_levels", "")
+        .await
+        .expect("power levels");
+    let events_default = power["events_default"].as_i64().unwrap_or(0);
+    let users_default = power["users_default"].as_i64().unwrap_or(0);
+    assert!(
+        events_default > users_default,
+        "ordinary members cannot post: {power}"
+    );
+    alice.send_text(&news, "statement from the board").await;
+    fake.wait_until("the admin's post in the channel", DEFAULT_TIMEOUT, |f| {
+        f.calls("sendMessage").iter().any(|c| {
+            c["chat_id"] == channel && c["text"] == "<b>alice</b>: statement from the board"
+        })
+    })
+    .await;
+
+    // A forum: a topic is a thread rooted at its first message.
+    let clubs = linked_room(&alice, forum).await;
+    let topic = fake.add_topic(forum, "Hiking");
+    let root = alice
+        .wait_for_event(
+            &clubs,
+            |e| e["content"]["body"] == "Topic created: Hiking",
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    let root_id = root["event_id"].as_str().unwrap().to_owned();
+    fake.user_sends_with(
+        forum,
+        7,
+        json!({"text": "who comes on Sunday?", "message_thread_id": topic}),
+    );
+    let in_topic = bridged(&alice, &clubs, 7, "who comes on Sunday?").await;
+    assert_eq!(in_topic["content"]["m.relates_to"]["rel_type"], "m.thread");
+    assert_eq!(
+        in_topic["content"]["m.relates_to"]["event_id"],
+        root_id.as_str()
+    );
+    alice
+        .send_event(
+            &clubs,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "me!",
+                   "m.relates_to": {"rel_type": "m.thread", "event_id": root_id,
+                                    "is_falling_back": true,
+                                    "m.in_reply_to": {"event_id": in_topic["event_id"]}}}),
+        )
+        .await;
+    fake.wait_until("the answer in the topic", DEFAULT_TIMEOUT, |f| {
+        f.calls("sendMessage").iter().any(|c| {
+            c["chat_id"] == forum
+                && c["message_thread_id"] == topic
+                && c["text"] == "<b>alice</b>: me!"
+        })
+    })
+    .await;
+    bridge.stop().await;
 }

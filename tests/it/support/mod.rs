@@ -14,6 +14,10 @@ pub mod ngircd;
 #[path = "../../support/telegram_test_api.rs"]
 pub mod telegram_test_api;
 
+/// The project's own Telegram Bot API fake (docs/fakes/telegram.md).
+#[path = "../../support/telegram_fake.rs"]
+pub mod telegram_fake;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 
