@@ -4,12 +4,12 @@
 //! forum topics, the kill -9 test).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use passerelle_api::Network;
 use serde_json::{Value, json};
 
-use crate::harness::{RunningBridge, fresh_db, setup};
+use crate::harness::{RunningBridge, config_text, fresh_db, setup, take_turn};
 use crate::support::synapse::{DEFAULT_TIMEOUT, Synapse, TestClient};
 use crate::support::telegram_fake::{ChatKind, FakeTelegram, tiny_png};
 use crate::support::telegram_test_api::TelegramTestApi;
@@ -461,4 +461,141 @@ async fn channels_are_read_only_rooms_and_forum_topics_are_threads() {
     })
     .await;
     bridge.stop().await;
+}
+
+/// The bodies of the room's `m.room.message` events, oldest first (up to 500).
+async fn bodies(client: &TestClient, room: &str) -> Vec<String> {
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=500",
+        crate::support::synapse::enc(room)
+    );
+    let (status, answer) = client.request(reqwest::Method::GET, &path, None).await;
+    if !status.is_success() {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = answer["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    out.reverse();
+    out
+}
+
+fn spawn_daemon(config: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_passerelle"))
+        .args(["run", "-c"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn kill_9_in_the_middle_of_a_burst_loses_and_duplicates_nothing() {
+    const BURST: usize = 100;
+    let chat = -1002000000004;
+    let fake = fake_with_group(chat, ChatKind::Supergroup).await;
+    let setup = setup().await;
+    let hs = setup.hs;
+    let db = fresh_db("telegram-kill").await;
+    let _turn = take_turn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let extra = format!(
+        "bridges:\n  telegram: {{enabled: true, bot_token: '{TOKEN}', api_url: '{}', poll_timeout: 1s}}",
+        fake.api_url()
+    );
+    std::fs::write(
+        &config,
+        config_text(
+            setup.port,
+            &hs.base_url,
+            &setup.registration_path,
+            &db,
+            &extra,
+        ),
+    )
+    .unwrap();
+    let mut first = spawn_daemon(&config);
+    first_poll(&fake).await;
+    let alice = hs.register_user("alice").await;
+    let room = linked_room(&alice, chat).await;
+
+    for i in 0..BURST {
+        fake.user_sends(chat, 7, &format!("burst {i}"));
+    }
+    // Let part of the burst through, then kill -9.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = bodies(&alice, &room)
+            .await
+            .iter()
+            .filter(|b| b.starts_with("burst "))
+            .count();
+        if n >= 5 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the burst never started arriving"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let at_kill = bodies(&alice, &room)
+        .await
+        .iter()
+        .filter(|b| b.starts_with("burst "))
+        .count();
+    assert!(
+        at_kill < BURST,
+        "the whole burst was through before the kill; the test proves nothing"
+    );
+    assert!(
+        fake.pending_updates() > 0,
+        "unconfirmed updates remain at Telegram after the kill"
+    );
+
+    let mut second = spawn_daemon(&config);
+    let expected: Vec<String> = (0..BURST).map(|i| format!("burst {i}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got: Vec<String> = bodies(&alice, &room)
+            .await
+            .into_iter()
+            .filter(|b| b.starts_with("burst "))
+            .collect();
+        if got.len() >= BURST {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {BURST} after the restart (killed at {at_kill})",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Give a duplicate time to show up, and the offset time to be confirmed.
+    fake.wait_until("every update confirmed", DEFAULT_TIMEOUT, |f| {
+        f.pending_updates() == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got: Vec<String> = bodies(&alice, &room)
+        .await
+        .into_iter()
+        .filter(|b| b.starts_with("burst "))
+        .collect();
+    assert_eq!(
+        got, expected,
+        "every message once, in order (killed at {at_kill})"
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
 }
