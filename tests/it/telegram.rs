@@ -599,3 +599,54 @@ async fn kill_9_in_the_middle_of_a_burst_loses_and_duplicates_nothing() {
     second.kill().unwrap();
     second.wait().unwrap();
 }
+
+#[tokio::test]
+async fn webhook_mode_checks_the_secret_and_delivers() {
+    let chat = -1002000000005;
+    let fake = fake_with_group(chat, ChatKind::Supergroup).await;
+    let port = crate::support::free_port();
+    let secret = "s3cret_Token-1";
+    let hs = setup().await.hs;
+    let mut bridge = RunningBridge::start_with_modules(
+        &fresh_db("telegram-webhook").await,
+        "",
+        vec![telegram_module(
+            &fake.api_url(),
+            json!({"mode": "webhook", "webhook": {
+                "listen": format!("127.0.0.1:{port}"),
+                "url": format!("http://127.0.0.1:{port}/telegram"),
+                "secret_token": secret,
+            }}),
+        )],
+    )
+    .await;
+    let registered = fake.wait_call("setWebhook", 1, DEFAULT_TIMEOUT).await;
+    assert_eq!(registered[0]["secret_token"], secret);
+    assert_eq!(registered[0]["max_connections"], 1);
+    assert!(fake.calls("getUpdates").is_empty(), "no polling in webhook mode");
+
+    // Without the secret, or with a wrong one: refused.
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/telegram");
+    let update = json!({"update_id": 1, "message": {"message_id": 1, "date": 1,
+        "chat": {"id": chat, "type": "supergroup", "title": "Friends"},
+        "from": {"id": 7, "is_bot": false, "first_name": "Mallory"}, "text": "forged"}});
+    for header in [None, Some("wrong")] {
+        let mut request = http.post(&url).json(&update);
+        if let Some(h) = header {
+            request = request.header("X-Telegram-Bot-Api-Secret-Token", h);
+        }
+        assert_eq!(request.send().await.unwrap().status().as_u16(), 401);
+    }
+
+    let alice = hs.register_user("alice").await;
+    let room = linked_room(&alice, chat).await;
+    fake.user_sends(chat, 7, "through the webhook");
+    bridged(&alice, &room, 7, "through the webhook").await;
+    assert!(
+        bodies(&alice, &room).await.iter().all(|b| b != "forged"),
+        "a request without the secret never reaches Matrix"
+    );
+    assert_eq!(fake.webhook_info()["pending_update_count"], 0);
+    bridge.stop().await;
+}
