@@ -128,9 +128,20 @@ impl Runtime for RuntimeHandle {
             .map_err(internal)
     }
 
-    async fn link_portal(&self, room_id: &str, info: PortalInfo) -> Result<(), BridgeError> {
+    async fn link_portal(&self, room: &str, info: PortalInfo) -> Result<(), BridgeError> {
+        // `room` may be an alias (a static mapping in a module's config).
+        // Joining resolves it, and lets the bot in where it was only invited
+        // or the room is public: it must be a member to write the bridge
+        // state. Joining a room it is already in changes nothing.
+        let room_id = self.bridge.bot.join(room).await.map_err(|e| {
+            if e.is_transient() {
+                BridgeError::retryable("the homeserver is unavailable")
+            } else {
+                BridgeError::permanent(format!("the bridge bot cannot join {room}: {e}"))
+            }
+        })?;
         self.bridge
-            .link_room(room_id, info)
+            .link_room(room_id.as_str(), info)
             .await
             .map_err(|e| match e.downcast::<BridgeError>() {
                 Ok(be) => be,

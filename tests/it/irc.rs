@@ -16,14 +16,20 @@ use crate::support::synapse::{DEFAULT_TIMEOUT, TestClient};
 const ALIAS: &str = "#_irc_local_#test:localhost";
 
 fn irc_module(port: u16) -> Arc<dyn Network> {
-    let config = serde_json::from_value(json!({
-        "enabled": true,
-        "networks": {"local": {
-            "host": "127.0.0.1", "port": port, "tls": false, "bot_nick": "bridgebot",
-            "flood_burst": 50, "flood_interval": "100ms", "max_lines": 3
-        }}
-    }))
-    .unwrap();
+    irc_module_with(port, json!({}))
+}
+
+/// The module with more keys (`extra`, an object) in its network's config.
+fn irc_module_with(port: u16, extra: Value) -> Arc<dyn Network> {
+    let mut network = json!({
+        "host": "127.0.0.1", "port": port, "tls": false, "bot_nick": "bridgebot",
+        "flood_burst": 50, "flood_interval": "100ms", "max_lines": 3
+    });
+    for (key, value) in extra.as_object().expect("an object") {
+        network[key] = value.clone();
+    }
+    let config =
+        serde_json::from_value(json!({"enabled": true, "networks": {"local": network}})).unwrap();
     Arc::new(passerelle_irc::IrcModule::new(config))
 }
 
@@ -595,5 +601,382 @@ async fn link_an_existing_room_and_start_a_private_chat_from_matrix() {
     alice
         .wait_for_event(&dm, from_ghost("carol", "thanks"), DEFAULT_TIMEOUT)
         .await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn the_bot_answers_private_messages_once_per_nick_and_never_notices() {
+    let ngircd = Ngircd::start();
+    let hs = setup().await.hs;
+    let mut bridge = RunningBridge::start_with_modules(
+        &fresh_db("irc-bot-pm").await,
+        "",
+        vec![irc_module(ngircd.port)],
+    )
+    .await;
+    let engine = Engine::new(EngineConfig::default());
+    let mut pmcarol = IrcUser::connect(&engine, ngircd.port, "pmcarol").await;
+    pmcarol.handle.join("#pmbot").await.unwrap();
+    pmcarol
+        .expect("her own JOIN", |m| m.command == "JOIN")
+        .await;
+    // A bridged channel gives the test a barrier on the bot's connection:
+    // Matrix carol (relay only) speaks through the bot.
+    let alice = hs.register_user("alice").await;
+    let room = crate::harness::join_alias(&alice, "#_irc_local_#pmbot:localhost").await;
+    let carol = hs.register_user("carol").await;
+    crate::harness::join_alias(&carol, "#_irc_local_#pmbot:localhost").await;
+    pmcarol
+        .expect("the bot's JOIN", |m| {
+            m.command == "JOIN" && m.source_nick() == Some("bridgebot")
+        })
+        .await;
+
+    // Everything the bot sent pmcarol (NOTICEs, as (target, text)) before
+    // a barrier: her channel line reaches Matrix, so the bot has read all
+    // she sent before it (and sent any answer); then Matrix carol's line
+    // goes out on the bot's connection, after those answers.
+    let barrier = async |pmcarol: &mut IrcUser, n: u32| -> Vec<String> {
+        let marker = format!("barrier {n}");
+        pmcarol.handle.privmsg("#pmbot", &marker).await.unwrap();
+        alice
+            .wait_for_event(&room, from_ghost("pmcarol", &marker), DEFAULT_TIMEOUT)
+            .await;
+        carol.send_text(&room, &format!("ack {n}")).await;
+        let relayed = format!("<carol> ack {n}");
+        let mut notices = Vec::new();
+        loop {
+            let m = pmcarol
+                .expect("the bot's NOTICE or the relayed barrier", |m| {
+                    m.source_nick() == Some("bridgebot")
+                        && (m.command == "NOTICE"
+                            || (m.command == "PRIVMSG" && m.param(1) == Some(&relayed)))
+                })
+                .await;
+            if m.command == "PRIVMSG" {
+                return notices;
+            }
+            notices.push(m.param(1).unwrap_or_default().to_owned());
+        }
+    };
+
+    // A NOTICE is never answered (it may be another bot's answer), nor is a
+    // CTCP query.
+    pmcarol.handle.notice("bridgebot", "hello").await.unwrap();
+    pmcarol
+        .handle
+        .privmsg("bridgebot", "\u{1}VERSION\u{1}")
+        .await
+        .unwrap();
+    assert_eq!(barrier(&mut pmcarol, 1).await, Vec::<String>::new());
+
+    // A PRIVMSG is, once per nick for a while.
+    pmcarol.handle.privmsg("bridgebot", "hello?").await.unwrap();
+    pmcarol
+        .handle
+        .privmsg("bridgebot", "anyone?")
+        .await
+        .unwrap();
+    let answers = barrier(&mut pmcarol, 2).await;
+    assert_eq!(answers.len(), 1, "{answers:#?}");
+    assert!(
+        answers[0].contains("Matrix bridge") && answers[0].contains("alice[m]"),
+        "{}",
+        answers[0]
+    );
+
+    // Another nick gets its own answer.
+    pmcarol.handle.nick("pmcarol2").await.unwrap();
+    pmcarol
+        .handle
+        .privmsg("bridgebot", "me again")
+        .await
+        .unwrap();
+    let notice = pmcarol
+        .expect("the answer to the new nick", |m| {
+            m.command == "NOTICE" && m.source_nick() == Some("bridgebot")
+        })
+        .await;
+    assert_eq!(notice.param(0), Some("pmcarol2"));
+    assert_eq!(notice.param(1), Some(answers[0].as_str()));
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn static_channel_mappings_are_bridged_at_start() {
+    let ngircd = Ngircd::start();
+    let hs = setup().await.hs;
+    let mut bridge = RunningBridge::start_with_modules(
+        &fresh_db("irc-static").await,
+        "",
+        vec![irc_module(ngircd.port)],
+    )
+    .await;
+    let engine = Engine::new(EngineConfig::default());
+    let mut carol = IrcUser::connect(&engine, ngircd.port, "carol").await;
+    for channel in ["#static-id", "#static-alias"] {
+        carol.handle.join(channel).await.unwrap();
+        carol
+            .expect("her own JOIN", |m| {
+                m.command == "JOIN" && m.param(0) == Some(channel)
+            })
+            .await;
+    }
+
+    // Two rooms an operator prepared, the bot with power in both: a public
+    // one named in the config by its id, and a private one the bot is
+    // invited to, named by its alias. (The bridge runs meanwhile, so the
+    // homeserver has somewhere to send their events, then starts again with
+    // the mappings in its config.)
+    let alice = hs.register_user("alice").await;
+    let power = json!({"users": {"@passerelle:localhost": 100}});
+    let by_id = alice
+        .create_room(json!({"preset": "public_chat", "power_level_content_override": power}))
+        .await;
+    let by_alias = alice
+        .create_room(json!({
+            "preset": "private_chat", "room_alias_name": "irc-static-alias",
+            "invite": ["@passerelle:localhost"], "power_level_content_override": power
+        }))
+        .await;
+    let channels = json!({"#static-id": by_id, "#static-alias": "#irc-static-alias:localhost"});
+    bridge
+        .restart_with_modules(vec![irc_module_with(
+            ngircd.port,
+            json!({"channels": channels}),
+        )])
+        .await;
+
+    // Both are bridged at start: the bot joins both channels, and messages
+    // flow both ways.
+    let mut joined = Vec::new();
+    while joined.len() < 2 {
+        let join = carol
+            .expect("the bot joining the mapped channels", |m| {
+                m.command == "JOIN" && m.source_nick() == Some("bridgebot")
+            })
+            .await;
+        joined.push(join.param(0).unwrap_or_default().to_owned());
+    }
+    joined.sort();
+    assert_eq!(joined, ["#static-alias", "#static-id"]);
+    for (room, channel) in [(&by_id, "#static-id"), (&by_alias, "#static-alias")] {
+        let events = alice.messages(room).await;
+        let bridged = events.iter().find(|e| e["type"] == "m.bridge");
+        assert_eq!(
+            bridged.map(|e| &e["content"]["channel"]["id"]),
+            Some(&json!(format!("local/{channel}"))),
+            "{events:#?}"
+        );
+    }
+    carol
+        .handle
+        .privmsg("#static-id", "hello by id")
+        .await
+        .unwrap();
+    alice
+        .wait_for_event(&by_id, from_ghost("carol", "hello by id"), DEFAULT_TIMEOUT)
+        .await;
+    carol
+        .handle
+        .privmsg("#static-alias", "hello by alias")
+        .await
+        .unwrap();
+    alice
+        .wait_for_event(
+            &by_alias,
+            from_ghost("carol", "hello by alias"),
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    alice.send_text(&by_alias, "hi from the mapped room").await;
+    carol
+        .expect("alice through the alias mapping", |m| {
+            m.command == "PRIVMSG"
+                && m.source_nick() == Some("alice[m]")
+                && m.param(0) == Some("#static-alias")
+                && m.param(1) == Some("hi from the mapped room")
+        })
+        .await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_puppet_quits_and_comes_back_when_its_user_speaks() {
+    let ngircd = Ngircd::start();
+    let hs = setup().await.hs;
+    let mut bridge = RunningBridge::start_with_modules(
+        &fresh_db("irc-idle").await,
+        "",
+        vec![irc_module_with(ngircd.port, json!({"idle_timeout": "2s"}))],
+    )
+    .await;
+    let engine = Engine::new(EngineConfig::default());
+    let mut carol = IrcUser::connect(&engine, ngircd.port, "carol").await;
+    carol.handle.join("#idle").await.unwrap();
+    carol.expect("her own JOIN", |m| m.command == "JOIN").await;
+    let alice = hs.register_user("alice").await;
+    let room = crate::harness::join_alias(&alice, "#_irc_local_#idle:localhost").await;
+    alice.send_text(&room, "before the nap").await;
+    carol
+        .expect("alice's puppet", privmsg_from("alice[m]", "before the nap"))
+        .await;
+
+    // Two seconds without a word from alice: her connection quits.
+    let quit = carol
+        .expect("alice's idle puppet quitting", |m| {
+            m.command == "QUIT" && m.source_nick() == Some("alice[m]")
+        })
+        .await;
+    assert!(
+        quit.param(0).is_some_and(|r| r.contains("Idle")),
+        "{quit:?}"
+    );
+
+    // Her next message brings it back, into the channel, message and all.
+    alice.send_text(&room, "back again").await;
+    carol
+        .expect("alice's puppet rejoining", |m| {
+            m.command == "JOIN" && m.source_nick() == Some("alice[m]")
+        })
+        .await;
+    carol
+        .expect(
+            "the message that woke it",
+            privmsg_from("alice[m]", "back again"),
+        )
+        .await;
+
+    // The QUIT was the bridge's own doing: no ghost of alice's nick came or
+    // went in the room. The portal queue keeps IRC's order, so once carol's
+    // next line is in Matrix, whatever came from the QUIT is there too.
+    carol.handle.privmsg("#idle", "welcome back").await.unwrap();
+    alice
+        .wait_for_event(&room, from_ghost("carol", "welcome back"), DEFAULT_TIMEOUT)
+        .await;
+    let puppet_ghosts: Vec<Value> = alice
+        .messages(&room)
+        .await
+        .into_iter()
+        .filter(|e| {
+            e["type"] == "m.room.member"
+                && e["state_key"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("@_irc_local_alice"))
+        })
+        .collect();
+    assert!(puppet_ghosts.is_empty(), "{puppet_ghosts:#?}");
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn a_netsplit_is_one_notice_and_its_users_come_back_with_the_link() {
+    let (hub, leaf) = Ngircd::start_linked();
+    let hs = setup().await.hs;
+    let mut bridge = RunningBridge::start_with_modules(
+        &fresh_db("irc-netsplit").await,
+        "",
+        vec![irc_module(hub.port)],
+    )
+    .await;
+    let engine = Engine::new(EngineConfig::default());
+    let mut carol = IrcUser::connect(&engine, hub.port, "carol").await;
+    carol.handle.join("#split").await.unwrap();
+    carol.expect("her own JOIN", |m| m.command == "JOIN").await;
+    // dave and erin are on the other server: carol sees them join once the
+    // servers are linked (at once, or when the link comes up).
+    let mut behind_the_link = Vec::new();
+    for nick in ["dave", "erin"] {
+        let user = IrcUser::connect(&engine, leaf.port, nick).await;
+        user.handle.join("#split").await.unwrap();
+        behind_the_link.push(user);
+    }
+    let mut joined = Vec::new();
+    while joined.len() < 2 {
+        let join = carol
+            .expect("dave and erin, across the link", |m| {
+                m.command == "JOIN" && matches!(m.source_nick(), Some("dave" | "erin"))
+            })
+            .await;
+        joined.push(join.source_nick().unwrap_or_default().to_owned());
+    }
+    let alice = hs.register_user("alice").await;
+    let room = crate::harness::join_alias(&alice, "#_irc_local_#split:localhost").await;
+    for ghost in ["dave", "erin"] {
+        wait_member(
+            &alice,
+            &room,
+            &format!("@_irc_local_{ghost}:localhost"),
+            "join",
+        )
+        .await;
+    }
+
+    // An operator on the bridge's server cuts the link.
+    let oper = passerelle_irc::conn::Outgoing::new("OPER")
+        .param("oper")
+        .param("oper");
+    carol.handle.send(oper).await.unwrap();
+    carol.expect("RPL_YOUREOPER", |m| m.command == "381").await;
+    let squit = passerelle_irc::conn::Outgoing::new("SQUIT")
+        .param("irc2.passerelle.test")
+        .param("testing a netsplit");
+    carol.handle.send(squit).await.unwrap();
+    let quit = carol
+        .expect("dave lost in the split", |m| {
+            m.command == "QUIT" && m.source_nick() == Some("dave")
+        })
+        .await;
+    assert_eq!(
+        quit.param(0),
+        Some("irc.passerelle.test irc2.passerelle.test")
+    );
+
+    // Matrix gets one summary for the room, and the ghosts leave.
+    let is_summary = |e: &Value| {
+        e["content"]["msgtype"] == "m.notice"
+            && e["content"]["body"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("Netsplit between"))
+    };
+    let summary = alice
+        .wait_for_event(&room, is_summary, DEFAULT_TIMEOUT)
+        .await;
+    let body = summary["content"]["body"].as_str().unwrap_or_default();
+    assert!(
+        body.starts_with(
+            "Netsplit between irc.passerelle.test and irc2.passerelle.test: 2 user(s) left ("
+        ) && body.contains("dave")
+            && body.contains("erin"),
+        "{body}"
+    );
+    assert_eq!(summary["sender"], "@passerelle:localhost");
+    // The servers link again by themselves, maybe at once: the ghosts'
+    // leaving is looked for in the timeline, and being members again now
+    // means they came back after it.
+    for ghost in ["dave", "erin"] {
+        let ghost = format!("@_irc_local_{ghost}:localhost");
+        alice
+            .wait_for_event(
+                &room,
+                |e| {
+                    e["type"] == "m.room.member"
+                        && e["state_key"] == ghost.as_str()
+                        && e["content"]["membership"] == "leave"
+                },
+                DEFAULT_TIMEOUT,
+            )
+            .await;
+        wait_member(&alice, &room, &ghost, "join").await;
+    }
+    // That summary was the only notice: nothing per user.
+    let notices: Vec<Value> = alice
+        .messages(&room)
+        .await
+        .into_iter()
+        .filter(|e| e["content"]["msgtype"] == "m.notice")
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:#?}");
+    drop(behind_the_link);
     bridge.stop().await;
 }

@@ -22,6 +22,8 @@ pub use mention::{
     LeadingPill, NickMention, irc_mention_to_matrix, matrix_to_irc_addressed, mention_pill,
     nick_mention_at_start, pill_at_start,
 };
+/// For cutting formatted lines (`crate::split`).
+pub(crate) use mirc::atoms;
 pub use passerelle_api::html::{HtmlNestingError, check_html_nesting};
 pub use to_irc::{matrix_to_irc, matrix_to_irc_with};
 pub use to_matrix::{Formatted, irc_to_matrix};

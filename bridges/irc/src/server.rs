@@ -9,20 +9,25 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use passerelle_api::{
     BridgeError, Login, LoginState, MessageContent, MessageKind, PortalKey, RemoteEvent,
-    RemoteEventKind, Runtime, Sender,
+    RemoteEventKind, RemoteMessageId, Runtime, Sender,
 };
 use tokio::sync::{mpsc, watch};
 
+use crate::autoreply::{self, AutoReply};
 use crate::config::NetworkConfig;
 use crate::conn::{ConnectionConfig, Engine, Event, FloodConfig, Handle, IrcMessage, Sasl};
 use crate::format::irc_to_matrix;
 use crate::ids::{self, PortalTarget};
+use crate::msgids::RecentMsgids;
 use crate::nick::casefold;
 
 /// How long a message waits for a new puppet to finish registering.
 const PUPPET_READY: Duration = Duration::from_secs(30);
 /// How often a puppet's last activity is written to its login.
 const ACTIVITY_WRITE: Duration = Duration::from_secs(600);
+/// How long the nick of a puppet we disconnected stays ours, waiting for the
+/// bot to see its QUIT (it sees none when they share no channel).
+const DEPARTING: Duration = Duration::from_secs(30);
 
 /// The two servers of a netsplit QUIT reason (`irc.a.net irc.b.net`).
 pub fn netsplit_servers(reason: &str) -> Option<(String, String)> {
@@ -129,6 +134,13 @@ pub struct Server {
     prefixes: Mutex<Vec<(char, char)>>,
     /// A netsplit being collected: its servers and, per channel, who left.
     netsplit: Arc<Mutex<Option<Netsplit>>>,
+    /// Casefolded nicks of puppets we disconnected, until the bot sees
+    /// their QUIT: it is ours, not an IRC user's leaving.
+    departing: Mutex<HashMap<String, Instant>>,
+    /// msgids of recent IRC messages, for replies and reactions to them.
+    msgids: Mutex<RecentMsgids>,
+    /// Who the bot answered privately, and when.
+    autoreply: Mutex<AutoReply>,
 }
 
 impl Server {
@@ -146,6 +158,9 @@ impl Server {
             seq: AtomicU64::new(0),
             prefixes: Mutex::new(vec![('o', '@'), ('h', '%'), ('v', '+')]),
             netsplit: Arc::new(Mutex::new(None)),
+            departing: Mutex::new(HashMap::new()),
+            msgids: Mutex::new(RecentMsgids::default()),
+            autoreply: Mutex::new(AutoReply::default()),
         }
     }
 
@@ -265,6 +280,11 @@ impl Server {
                 .lock()
                 .expect("nick lock")
                 .contains_key(&folded)
+            || self
+                .departing
+                .lock()
+                .expect("departing lock")
+                .contains_key(&folded)
     }
 
     /// The Matrix user behind a puppet nick.
@@ -334,7 +354,16 @@ impl Server {
                         }
                     }
                 }
-                Event::Message(message) => self.on_bot_message(&message),
+                Event::Message(message) => {
+                    self.on_bot_message(&message);
+                    // Sent from here, in the order the messages came.
+                    if let Some((nick, answer)) = self.private_answer(&message)
+                        && let Some(bot) = self.bot.get()
+                        && let Err(e) = bot.notice(&nick, &answer).await
+                    {
+                        tracing::debug!(error = ?e, "the bot could not answer a private message");
+                    }
+                }
                 Event::Disconnected { reason } => {
                     // One line, whatever the number of users behind it.
                     tracing::warn!(network = %self.name, ?reason, "IRC bot disconnected");
@@ -352,13 +381,17 @@ impl Server {
                 let (Some(target), Some(text)) = (m.param(0), m.param(1)) else {
                     return;
                 };
-                if !self.is_bridged(target) || self.is_ours(&nick) || nick.is_empty() {
+                if self.is_ours(&nick) || nick.is_empty() {
                     return;
                 }
-                let Some(content) = self.message_content(&m.command, text) else {
+                if !self.is_bridged(target) {
+                    return; // private messages to the bot: `private_answer`
+                }
+                let Some(mut content) = self.message_content(&m.command, text) else {
                     return;
                 };
-                let id = self.next_message_id(&nick, m.tag("msgid"));
+                content.reply_to = self.reply_target(m);
+                let id = self.message_id(&nick, m);
                 let portal = self.channel_portal(target);
                 self.emit(
                     portal,
@@ -367,6 +400,27 @@ impl Server {
                     RemoteEventKind::Message(content),
                     Some(id),
                 );
+            }
+            "TAGMSG" => {
+                // An IRCv3 reaction: `+draft/react` on the message that
+                // `+draft/reply` points at.
+                let Some(target) = m.param(0) else { return };
+                if !self.is_bridged(target) || self.is_ours(&nick) || nick.is_empty() {
+                    return;
+                }
+                let (Some(key), Some(reacted)) = (m.tag("+draft/react"), self.reply_target(m))
+                else {
+                    return;
+                };
+                if key.is_empty() {
+                    return;
+                }
+                let kind = RemoteEventKind::Reaction {
+                    target: reacted,
+                    key: key.to_owned(),
+                };
+                let id = m.tag("msgid").map(|msgid| format!("{msgid}|{nick}"));
+                self.emit(self.channel_portal(target), &nick, ts, kind, id);
             }
             "JOIN" => {
                 let Some(channel) = m.param(0) else { return };
@@ -396,6 +450,19 @@ impl Server {
                 }
             }
             "QUIT" => {
+                if self
+                    .departing
+                    .lock()
+                    .expect("departing lock")
+                    .remove(&casefold(&nick))
+                    .is_some()
+                {
+                    // A puppet we disconnected: gone from our member lists too.
+                    for channel in self.channels_of(&nick) {
+                        self.remove_member(&channel, &nick);
+                    }
+                    return;
+                }
                 if self.is_ours(&nick) {
                     return;
                 }
@@ -521,6 +588,47 @@ impl Server {
         let mut content = MessageContent::text(formatted.body).with_kind(kind);
         content.html = formatted.html;
         Some(content)
+    }
+
+    /// The remote id of an IRC message, remembered by its server msgid
+    /// (when it has one) for the replies and reactions that point at it.
+    fn message_id(&self, nick: &str, m: &IrcMessage) -> String {
+        let msgid = m.tag("msgid").filter(|id| !id.is_empty());
+        let id = self.next_message_id(nick, msgid);
+        if let Some(msgid) = msgid {
+            self.msgids.lock().expect("msgid lock").insert(msgid, &id);
+        }
+        id
+    }
+
+    /// The message an IRCv3 `+draft/reply` tag points at, if remembered.
+    fn reply_target(&self, m: &IrcMessage) -> Option<RemoteMessageId> {
+        let msgid = m.tag("+draft/reply")?;
+        self.msgids
+            .lock()
+            .expect("msgid lock")
+            .get(msgid)
+            .map(RemoteMessageId::from)
+    }
+
+    /// For a private message to the bot: who to answer, and with what,
+    /// within the limits of [`crate::autoreply`].
+    fn private_answer(&self, m: &IrcMessage) -> Option<(String, String)> {
+        let (Some(target), Some(text), Some(nick)) = (m.param(0), m.param(1), m.source_nick())
+        else {
+            return None;
+        };
+        let bot = self.bot.get()?;
+        if casefold(target) != casefold(&bot.state().nick)
+            || self.is_ours(nick)
+            || !autoreply::answers(&m.command, text)
+        {
+            return None;
+        }
+        let mut answered = self.autoreply.lock().expect("autoreply lock");
+        answered
+            .should_answer(&casefold(nick), Instant::now())
+            .then(|| (nick.to_owned(), autoreply::text(&self.config)))
     }
 
     fn level_for(&self, modes: &str) -> i64 {
@@ -798,11 +906,12 @@ impl Server {
         if state_nick.as_deref() != Some(mxid) || self.is_ours(nick) {
             return; // a channel message (the bot bridges those) or an echo
         }
-        let Some(content) = self.message_content(&m.command, text) else {
+        let Some(mut content) = self.message_content(&m.command, text) else {
             return;
         };
+        content.reply_to = self.reply_target(m);
         let ts = m.server_time_ms.map(|t| t as u64).unwrap_or_else(now_ms);
-        let id = self.next_message_id(nick, m.tag("msgid"));
+        let id = self.message_id(nick, m);
         let portal = ids::make_private_portal(&self.name, nick, mxid);
         self.emit(
             portal,
@@ -900,6 +1009,8 @@ impl Server {
                 .filter(|(_, p)| p.idle_for() > self.config.idle_timeout)
                 .map(|(m, _)| m.clone())
                 .collect();
+            let mut departing = self.departing.lock().expect("departing lock");
+            departing.retain(|_, since| since.elapsed() < DEPARTING);
             for mxid in idle {
                 if let Some(p) = puppets.remove(&mxid) {
                     tracing::info!(network = %self.name, "disconnecting an idle puppet");
@@ -907,6 +1018,7 @@ impl Server {
                         .lock()
                         .expect("nick lock")
                         .retain(|_, owner| *owner != mxid);
+                    departing.insert(casefold(&p.nick()), Instant::now());
                     p.handle.disconnect(Some("Idle"));
                 }
             }

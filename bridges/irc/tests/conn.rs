@@ -1,8 +1,11 @@
 //! The connection engine against a real ngIRCd (started by scripts/ngircd)
-//! and, for what ngIRCd cannot do, a scripted fake server.
+//! and, for what ngIRCd cannot do, a scripted fake server; the module over
+//! it where only the fake server can show the wire (IRCv3 tags).
 
 #[path = "conn/fake.rs"]
 mod fake;
+#[path = "conn/module.rs"]
+mod module;
 #[path = "conn/ngircd.rs"]
 mod ngircd;
 

@@ -17,7 +17,7 @@ pub(super) const UNDERLINE: u8 = 0x1f;
 /// A colour as IRC set it: a palette entry (kept as an index so a round trip
 /// can keep it) or a `\x04` hex colour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Color {
+pub(crate) enum Color {
     Palette(u8),
     Hex(Rgb),
 }
@@ -33,7 +33,7 @@ impl Color {
 
 /// The formatting in effect at one point of an IRC line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Style {
+pub(crate) struct Style {
     pub bold: bool,
     pub italic: bool,
     pub underline: bool,
@@ -59,6 +59,99 @@ impl Style {
             (fg, bg)
         }
     }
+}
+
+impl Style {
+    /// The codes that put this style in effect at the start of a line (where
+    /// IRC starts plain), written before the character `next`: a colour
+    /// code right before a comma gets an empty bold pair after it, so the
+    /// comma is not read as the start of a background colour.
+    pub(crate) fn opening_codes(&self, next: Option<char>) -> String {
+        let mut out = String::new();
+        let hex = |rgb: Rgb| format!("{:02X}{:02X}{:02X}", rgb.0, rgb.1, rgb.2);
+        // A background needs a foreground in the same code: 99 ("default")
+        // for the palette; for a hex background, a hex placeholder that the
+        // foreground code after it replaces.
+        match (self.fg, self.bg) {
+            (None, None) => {}
+            (Some(Color::Palette(fg)), None) => out.push_str(&format!("\x03{fg:02}")),
+            (Some(Color::Hex(fg)), None) => out.push_str(&format!("\x04{}", hex(fg))),
+            (fg, Some(Color::Palette(bg))) => match fg {
+                Some(Color::Palette(fg)) => out.push_str(&format!("\x03{fg:02},{bg:02}")),
+                None => out.push_str(&format!("\x0399,{bg:02}")),
+                Some(Color::Hex(fg)) => {
+                    out.push_str(&format!("\x0399,{bg:02}\x04{}", hex(fg)));
+                }
+            },
+            (fg, Some(Color::Hex(bg))) => match fg {
+                Some(Color::Hex(fg)) => out.push_str(&format!("\x04{},{}", hex(fg), hex(bg))),
+                Some(Color::Palette(fg)) => {
+                    out.push_str(&format!("\x04000000,{}\x03{fg:02}", hex(bg)));
+                }
+                None => out.push_str(&format!("\x04000000,{}\x0399", hex(bg))),
+            },
+        }
+        let ends_in_colour = !out.is_empty();
+        let toggles = [
+            (self.bold, BOLD),
+            (self.italic, ITALIC),
+            (self.underline, UNDERLINE),
+            (self.strike, STRIKETHROUGH),
+            (self.mono, MONOSPACE),
+            (self.reverse, REVERSE),
+        ];
+        let mut toggled = false;
+        for (on, code) in toggles {
+            if on {
+                out.push(char::from(code));
+                toggled = true;
+            }
+        }
+        if ends_in_colour && !toggled && next == Some(',') {
+            out.push_str("\x02\x02");
+        }
+        out
+    }
+}
+
+/// The smallest unit of an IRC line that a cut must not go through: one
+/// control code with its arguments, or one character.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Atom {
+    /// Its byte range in the line.
+    pub start: usize,
+    pub end: usize,
+    /// A control code (it shows nothing) rather than a character.
+    pub code: bool,
+    /// The style in effect once it is read.
+    pub style_after: Style,
+}
+
+/// One IRC line (no `\n`) as [`Atom`]s, in order; together they cover it.
+pub(crate) fn atoms(line: &str) -> Vec<Atom> {
+    let bytes = line.as_bytes();
+    let mut style = Style::default();
+    let mut out = Vec::new();
+    let mut start = 0;
+    while let Some(&first) = bytes.get(start) {
+        let (end, code) = if is_control(first) {
+            (
+                start + 1 + style.apply_code(first, &bytes[start + 1..]),
+                true,
+            )
+        } else {
+            let width = line[start..].chars().next().map_or(1, char::len_utf8);
+            (start + width, false)
+        };
+        out.push(Atom {
+            start,
+            end,
+            code,
+            style_after: style,
+        });
+        start = end;
+    }
+    out
 }
 
 /// One piece of an IRC text.
@@ -106,7 +199,7 @@ impl<'a> Iterator for Pieces<'a> {
                 self.rest = rest;
                 return Some(Piece::Text(text, self.style));
             }
-            let consumed = 1 + self.apply_code(first, &bytes[1..]);
+            let consumed = 1 + self.style.apply_code(first, &bytes[1..]);
             self.rest = &self.rest[consumed..];
             if first == b'\n' {
                 self.style = Style::default();
@@ -116,11 +209,11 @@ impl<'a> Iterator for Pieces<'a> {
     }
 }
 
-impl Pieces<'_> {
+impl Style {
     /// Applies the control code `code`; returns how many bytes of its
     /// arguments (from `args`) it used.
     fn apply_code(&mut self, code: u8, args: &[u8]) -> usize {
-        let style = &mut self.style;
+        let style = self;
         match code {
             BOLD => style.bold = !style.bold,
             ITALIC => style.italic = !style.italic,

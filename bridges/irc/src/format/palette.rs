@@ -2,7 +2,7 @@
 
 /// A colour as red, green and blue bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) struct Rgb(pub u8, pub u8, pub u8);
+pub(crate) struct Rgb(pub u8, pub u8, pub u8);
 
 /// What reverse video shows when no colour is set: the common light theme's
 /// pair, inverted (white text on black).

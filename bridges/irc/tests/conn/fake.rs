@@ -1,5 +1,6 @@
-//! A scripted IRC server for what ngIRCd cannot show: SASL, NickServ, a
-//! server that stops answering, counting concurrent registrations.
+//! A scripted IRC server for what ngIRCd cannot show: SASL, NickServ,
+//! IRCv3 message tags, a server that stops answering, counting concurrent
+//! registrations.
 
 use std::time::Duration;
 
@@ -78,6 +79,20 @@ impl FakeClient {
     pub async fn register_without_cap(&mut self, nick: &str) {
         self.expect("USER ").await;
         self.send(":fake.test 421 * CAP :Unknown command").await;
+        self.welcome(nick).await;
+    }
+
+    /// Reads the opening lines up to USER, offers `caps` in CAP LS,
+    /// acknowledges what the client asks for (it must want one of them),
+    /// and welcomes `nick` once the client ends CAP.
+    pub async fn register_with_caps(&mut self, nick: &str, caps: &str) {
+        self.expect("USER ").await;
+        self.send(&format!(":fake.test CAP * LS :{caps}")).await;
+        let request = self.expect("CAP REQ ").await;
+        let wanted = request["CAP REQ ".len()..].trim_start_matches(':');
+        self.send(&format!(":fake.test CAP {nick} ACK :{wanted}"))
+            .await;
+        self.expect("CAP END").await;
         self.welcome(nick).await;
     }
 

@@ -1,5 +1,6 @@
 //! A real ngIRCd on 127.0.0.1, started by `scripts/ngircd` in a temporary
-//! directory and stopped when dropped.
+//! directory and stopped when dropped; or two of them linked into one
+//! network, for netsplits.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,41 @@ impl Ngircd {
         server
     }
 
+    /// Two servers linked into one network: the first, `irc.passerelle.test`,
+    /// connects to the second, `irc2.passerelle.test`, and tries again every
+    /// 5 s while the link is down. An operator (`OPER oper oper`) on the
+    /// first splits them with `SQUIT irc2.passerelle.test`.
+    // For the root package's tests (netsplits); the engine's own need one server.
+    #[allow(dead_code)]
+    pub fn start_linked() -> (Self, Self) {
+        let (hub, leaf) = (Self::launch(false), Self::launch(false));
+        // scripts/ngircd writes the config of a lone server: the second one
+        // gets its own name, both a [Server] block, and they restart so.
+        leaf.edit_config(|config| {
+            config.replace("Name = irc.passerelle.test", "Name = irc2.passerelle.test")
+                + &link_block("irc.passerelle.test", None, "leaf-secret", "hub-secret")
+        });
+        hub.edit_config(|config| {
+            config.replace("[Limits]\n", "[Limits]\n    ConnectRetry = 5\n")
+                + &link_block(
+                    "irc2.passerelle.test",
+                    Some(leaf.port),
+                    "hub-secret",
+                    "leaf-secret",
+                )
+        });
+        leaf.restart();
+        hub.restart();
+        (hub, leaf)
+    }
+
+    #[allow(dead_code)]
+    fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let path = self.dir.join("ngircd.conf");
+        let config = std::fs::read_to_string(&path).expect("scripts/ngircd wrote ngircd.conf");
+        std::fs::write(&path, edit(config)).expect("ngircd.conf is writable");
+    }
+
     /// Stops and starts it again on the same ports; clients are dropped.
     pub fn restart(&self) {
         self.script(&["restart".to_owned(), self.dir.display().to_string()]);
@@ -88,6 +124,18 @@ impl Drop for Ngircd {
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A [Server] block: the peer `name`, connected to at `port` (none: it
+/// connects to us).
+#[allow(dead_code)]
+fn link_block(name: &str, port: Option<u16>, mine: &str, peer: &str) -> String {
+    let port = port
+        .map(|p| format!("    Port = {p}\n"))
+        .unwrap_or_default();
+    format!(
+        "\n[Server]\n    Name = {name}\n    Host = 127.0.0.1\n{port}    MyPassword = {mine}\n    PeerPassword = {peer}\n"
+    )
 }
 
 /// `scripts/ngircd` of the repository, found upwards from the crate that
