@@ -36,6 +36,10 @@ impl Runtime for RecordingRuntime {
         Box::pin(async { Ok(Some("$bridged".to_owned())) })
     }
 
+    fn ghost_mxid(&self, user: &passerelle_api::RemoteUserId) -> String {
+        format!("@_irc_{}:localhost", user.as_str())
+    }
+
     async fn portals(&self) -> Result<Vec<PortalKey>, BridgeError> {
         Ok(self.portals.clone())
     }
