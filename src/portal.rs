@@ -343,10 +343,16 @@ impl Bridge {
         options.name = info.name.clone();
         options.topic = info.topic.clone();
         options.alias_localpart = info.alias_localpart.clone();
-        options.invite = info
-            .invite
-            .iter()
-            .filter_map(|u| ruma::UserId::parse(u.as_str()).ok())
+        let mut invite: Vec<&str> = info.invite.iter().map(String::as_str).collect();
+        if info.alias_localpart.is_none() && invite.is_empty() {
+            // A room nobody can find by alias and nobody is invited to
+            // (a Telegram group bridged automatically, say): the bridge
+            // admins get an invitation so it is reachable at all.
+            invite.extend(self.permissions.admins());
+        }
+        options.invite = invite
+            .into_iter()
+            .filter_map(|u| ruma::UserId::parse(u).ok())
             .collect();
         options.is_direct = info.kind == PortalKind::Dm;
         options.preset = Some(if info.alias_localpart.is_some() {

@@ -229,6 +229,30 @@ async fn a_group_both_ways_with_replies_edits_reactions_and_media() {
     let avatar = profile["avatar_url"].as_str().expect("ghost avatar set");
     assert_eq!(download(hs, &alice, avatar).await, tiny_png(5, 5));
 
+    // Entities become Matrix HTML, and Matrix HTML becomes Telegram HTML.
+    fake.user_sends_with(
+        chat,
+        7,
+        json!({"text": "bold move", "entities": [{"type": "bold", "offset": 0, "length": 4}]}),
+    );
+    let bold = bridged(&alice, &room, 7, "bold move").await;
+    assert_eq!(bold["content"]["format"], "org.matrix.custom.html");
+    assert_eq!(bold["content"]["formatted_body"], "<b>bold</b> move");
+    alice
+        .send_event(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "**hi** <there>", "format": "org.matrix.custom.html",
+                   "formatted_body": "<strong>hi</strong> &lt;there&gt;"}),
+        )
+        .await;
+    fake.wait_until("the relayed formatting", DEFAULT_TIMEOUT, |f| {
+        f.calls("sendMessage")
+            .iter()
+            .any(|c| c["text"] == "<b>alice</b>: <b>hi</b> &lt;there&gt;")
+    })
+    .await;
+
     // A reply, an edit, a reaction and its removal.
     fake.user_sends_with(
         chat,
@@ -623,7 +647,10 @@ async fn webhook_mode_checks_the_secret_and_delivers() {
     let registered = fake.wait_call("setWebhook", 1, DEFAULT_TIMEOUT).await;
     assert_eq!(registered[0]["secret_token"], secret);
     assert_eq!(registered[0]["max_connections"], 1);
-    assert!(fake.calls("getUpdates").is_empty(), "no polling in webhook mode");
+    assert!(
+        fake.calls("getUpdates").is_empty(),
+        "no polling in webhook mode"
+    );
 
     // Without the secret, or with a wrong one: refused.
     let http = reqwest::Client::new();
@@ -648,5 +675,203 @@ async fn webhook_mode_checks_the_secret_and_delivers() {
         "a request without the secret never reaches Matrix"
     );
     assert_eq!(fake.webhook_info()["pending_update_count"], 0);
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn auto_portals_membership_title_photo_pins_and_limits() {
+    let chat = -1002000000006;
+    let fake = fake_with_group(chat, ChatKind::Supergroup).await;
+    fake.add_user(8, "Bea", None, None);
+    let hs = setup().await.hs;
+    let mut bridge = RunningBridge::start_with_modules(
+        &fresh_db("telegram-auto").await,
+        "",
+        vec![telegram_module(
+            &fake.api_url(),
+            json!({"auto_portals": true, "max_upload_bytes": 1000}),
+        )],
+    )
+    .await;
+    first_poll(&fake).await;
+    let alice = hs.register_user("alice").await;
+
+    // The first message creates the portal; the bridge admins are invited.
+    // (Incremental syncs: Synapse caches an initial sync's answer.)
+    let sync = |since: String| {
+        let alice = &alice;
+        async move {
+            let path = format!("/_matrix/client/v3/sync?timeout=1000{since}");
+            alice.call(reqwest::Method::GET, &path, None).await
+        }
+    };
+    let mut since = format!(
+        "&since={}",
+        sync(String::new()).await["next_batch"].as_str().unwrap()
+    );
+    let first = fake.user_sends(chat, 7, "anyone?");
+    let deadline = Instant::now() + DEFAULT_TIMEOUT;
+    let room = loop {
+        let answer = sync(since.clone()).await;
+        if let Some((room, _)) = answer["rooms"]["invite"]
+            .as_object()
+            .and_then(|m| m.iter().next())
+        {
+            break room.clone();
+        }
+        assert!(Instant::now() < deadline, "no invitation to the new portal");
+        since = format!("&since={}", answer["next_batch"].as_str().unwrap());
+    };
+    alice.join(&room).await;
+    bridged(&alice, &room, 7, "anyone?").await;
+    let name = alice.room_state(&room, "m.room.name", "").await.unwrap();
+    assert_eq!(name["name"], "Friends");
+
+    // Membership, title, photo and pins.
+    fake.member_joins(chat, 8);
+    alice
+        .wait_for_event(
+            &room,
+            |e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == "@_telegram_8:localhost"
+                    && e["content"]["membership"] == "join"
+            },
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    fake.member_leaves(chat, 8);
+    alice
+        .wait_for_event(
+            &room,
+            |e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == "@_telegram_8:localhost"
+                    && e["content"]["membership"] == "leave"
+            },
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    fake.set_title(chat, "Best friends");
+    alice
+        .wait_for_event(
+            &room,
+            |e| e["type"] == "m.room.name" && e["content"]["name"] == "Best friends",
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    let photo = tiny_png(4, 4);
+    fake.set_chat_photo(chat, photo.clone());
+    let avatar = alice
+        .wait_for_event(&room, |e| e["type"] == "m.room.avatar", DEFAULT_TIMEOUT)
+        .await;
+    let url = avatar["content"]["url"].as_str().unwrap();
+    assert_eq!(download(hs, &alice, url).await, photo);
+    fake.pin(chat, first);
+    let first_event = bridged(&alice, &room, 7, "anyone?").await;
+    let pins = alice
+        .wait_for_event(
+            &room,
+            |e| e["type"] == "m.room.pinned_events",
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert_eq!(pins["content"]["pinned"], json!([first_event["event_id"]]));
+
+    // A file over max_upload_bytes is refused with a notice, not sent.
+    let big = vec![0u8; 5000];
+    let mxc = upload(hs, &alice, big.clone(), "application/octet-stream").await;
+    let file = alice
+        .send_event(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.file", "body": "big.bin", "filename": "big.bin", "url": mxc,
+                   "info": {"mimetype": "application/octet-stream", "size": big.len()}}),
+        )
+        .await;
+    let refusal = alice
+        .wait_for_event(
+            &room,
+            |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == file.as_str(),
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert!(
+        refusal["content"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("too large for Telegram"),
+        "{refusal}"
+    );
+    assert!(fake.calls("sendDocument").is_empty());
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn a_chat_admin_confirms_a_link_with_a_code() {
+    let chat = -1002000000007;
+    let fake = fake_with_group(chat, ChatKind::Supergroup).await;
+    fake.add_user(9, "Owner", None, None);
+    fake.set_member(chat, 9, "creator");
+    let hs = setup().await.hs;
+    let mut bridge = RunningBridge::start_with_modules(
+        &fresh_db("telegram-code").await,
+        "",
+        vec![telegram_module(&fake.api_url(), json!({}))],
+    )
+    .await;
+    first_poll(&fake).await;
+    // dave has the `user` permission, not `admin`.
+    let dave = hs.register_user("dave").await;
+    let room = dave
+        .create_room(json!({
+            "preset": "private_chat", "invite": [BOT],
+            "power_level_content_override": {"users": {BOT: 100}}
+        }))
+        .await;
+    dave.wait_for_event(
+        &room,
+        |e| {
+            e["type"] == "m.room.member"
+                && e["state_key"] == BOT
+                && e["content"]["membership"] == "join"
+        },
+        DEFAULT_TIMEOUT,
+    )
+    .await;
+    let ask = dave
+        .send_text(&room, &format!("!passerelle link telegram {chat}"))
+        .await;
+    let answer = dave
+        .wait_for_event(
+            &room,
+            |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == ask.as_str(),
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    let text = answer["content"]["body"].as_str().unwrap();
+    let code = text
+        .split("`/link ")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no code in {text:?}"))
+        .to_owned();
+    // A plain member's code does nothing; the owner's links the chat.
+    fake.user_sends(chat, 7, &format!("/link {code}"));
+    fake.wait_until("the refusal", DEFAULT_TIMEOUT, |f| {
+        f.calls("sendMessage")
+            .iter()
+            .any(|c| c["text"] == "Only an admin of this chat can link it.")
+    })
+    .await;
+    fake.user_sends(chat, 9, &format!("/link {code}"));
+    fake.wait_until("the confirmation", DEFAULT_TIMEOUT, |f| {
+        f.calls("sendMessage")
+            .iter()
+            .any(|c| c["text"] == "This chat is now bridged to Matrix.")
+    })
+    .await;
+    fake.user_sends(chat, 7, "linked!");
+    bridged(&dave, &room, 7, "linked!").await;
     bridge.stop().await;
 }

@@ -1,65 +1,28 @@
-//! Placeholder until the converter lands (same public surface).
+//! Telegram message entities <-> Matrix HTML (`org.matrix.custom.html`).
+//! Pure: no I/O, no state; each direction is one function call.
+//!
+//! - [`telegram_to_matrix`]: a Telegram text with its [`Entity`] list to a
+//!   Matrix body and formatted body.
+//! - [`matrix_to_telegram`]: a Matrix message to text for the Bot API's
+//!   `parse_mode: "HTML"`, mention pills mapped to Telegram users by a
+//!   callback.
+//! - [`escape_telegram`], [`utf16_len`]: plain text for Telegram HTML, and
+//!   the length Telegram counts.
+//! - [`check_html_nesting`] and [`check_telegram_html`]: the checkers the
+//!   tests and the fuzz target hold each direction's output to.
 
-pub struct Entity {
-    pub kind: EntityKind,
-    pub offset: usize,
-    pub length: usize,
-}
+mod check;
+mod entity;
+mod sanitize;
+mod tags;
+mod to_matrix;
+mod to_telegram;
 
-pub enum EntityKind {
-    Bold,
-    Italic,
-    Underline,
-    Strikethrough,
-    Spoiler,
-    Code,
-    Pre { language: Option<String> },
-    TextLink { url: String },
-    TextMention { user_id: i64 },
-    Mention,
-    Url,
-    Email,
-    PhoneNumber,
-    Hashtag,
-    Cashtag,
-    BotCommand,
-    Blockquote,
-    ExpandableBlockquote,
-    CustomEmoji { id: String },
-    DateTime,
-    Other(String),
-}
+#[cfg(test)]
+mod tests;
 
-pub struct Formatted {
-    pub body: String,
-    pub html: Option<String>,
-}
-
-pub fn telegram_to_matrix(
-    text: &str,
-    _entities: &[Entity],
-    _user_link: &dyn Fn(i64) -> Option<String>,
-) -> Formatted {
-    Formatted {
-        body: text.to_owned(),
-        html: None,
-    }
-}
-
-pub fn matrix_to_telegram(
-    body: &str,
-    _html: Option<&str>,
-    _pill: &dyn Fn(&str) -> Option<i64>,
-) -> String {
-    escape_telegram(body)
-}
-
-pub fn escape_telegram(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-pub fn utf16_len(s: &str) -> usize {
-    s.encode_utf16().count()
-}
+pub use check::check_telegram_html;
+pub use entity::{Entity, EntityKind, utf16_len};
+pub use passerelle_api::html::{HtmlNestingError, check_html_nesting};
+pub use to_matrix::{Formatted, telegram_to_matrix};
+pub use to_telegram::{escape_telegram, matrix_to_telegram};

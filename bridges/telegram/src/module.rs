@@ -285,12 +285,12 @@ impl Inner {
         let pending = {
             let mut links = self.pending_links.lock().expect("lock");
             links.retain(|_, p| p.expires > Instant::now());
-            match links.get(code) {
-                Some(p) if p.chat == m.chat.id => links.remove(code),
-                _ => None,
-            }
+            links
+                .get(code)
+                .filter(|p| p.chat == m.chat.id)
+                .map(|p| (p.room_id.clone(), p.mxid.clone()))
         };
-        let Some(pending) = pending else {
+        let Some((room_id, mxid)) = pending else {
             return Ok(false);
         };
         let member: Result<MemberStatus, _> = self
@@ -314,9 +314,11 @@ impl Inner {
                 .await;
             return Ok(true);
         }
+        // Only now is the code used up: a plain member's attempt leaves it.
+        self.pending_links.lock().expect("lock").remove(code);
         let info = self.portal_info(m.chat.id).await?;
         let runtime = self.runtime()?;
-        match runtime.link_portal(&pending.room_id, info).await {
+        match runtime.link_portal(&room_id, info).await {
             Ok(()) => {
                 self.bridged.lock().expect("lock").insert(m.chat.id);
                 tracing::info!(chat = m.chat.id, "linked by a chat admin");
@@ -329,7 +331,7 @@ impl Inner {
                         &ids::portal_key(m.chat.id),
                         &format!(
                             "This room is now bridged to the Telegram chat {} (confirmed by a chat admin for {}).",
-                            m.chat.id, pending.mxid
+                            m.chat.id, mxid
                         ),
                     )
                     .await;

@@ -1,0 +1,9 @@
+//! The Slack module. So far its pure converters:
+//!
+//! - [`mrkdwn`]: Slack mrkdwn <-> Matrix HTML, with `<@U…>`, `<#C…>`,
+//!   `<!here>` and `<url|text>` (table-tested, fuzzed).
+//! - [`emoji`]: Slack shortcodes (with skin tones) <-> Unicode, for
+//!   reactions and text.
+
+pub mod emoji;
+pub mod mrkdwn;
