@@ -5,5 +5,10 @@
 //! - [`emoji`]: Slack shortcodes (with skin tones) <-> Unicode, for
 //!   reactions and text.
 
+pub mod api;
+pub mod config;
 pub mod emoji;
+pub mod events;
+pub mod ids;
 pub mod mrkdwn;
+pub mod socket;
