@@ -40,6 +40,13 @@ pub fn build(config: &Config) -> Result<Vec<Arc<dyn Network>>, ConfigError> {
                     modules.push(module);
                 }
             }
+            #[cfg(feature = "slack")]
+            "slack" => {
+                let module = slack(section)?;
+                if enabled {
+                    modules.push(module);
+                }
+            }
             _ if !enabled => {}
             other => {
                 return Err(ConfigError::key(
@@ -70,4 +77,14 @@ fn telegram(section: &serde_json::Value) -> Result<Arc<dyn Network>, ConfigError
         .validate()
         .map_err(|p| ConfigError::key(format!("bridges.telegram.{}", p.key), p.message))?;
     Ok(Arc::new(passerelle_telegram::TelegramModule::new(config)))
+}
+
+#[cfg(feature = "slack")]
+fn slack(section: &serde_json::Value) -> Result<Arc<dyn Network>, ConfigError> {
+    let config: passerelle_slack::config::SlackConfig =
+        crate::config::parse_section("bridges.slack", section)?;
+    config
+        .validate()
+        .map_err(|p| ConfigError::key(format!("bridges.slack.{}", p.key), p.message))?;
+    Ok(Arc::new(passerelle_slack::SlackModule::new(config)))
 }

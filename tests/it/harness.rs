@@ -279,9 +279,12 @@ pub async fn setup() -> &'static Setup {
             let telegram: Arc<dyn Network> = Arc::new(passerelle_telegram::TelegramModule::new(
                 serde_json::from_value(serde_json::json!({})).unwrap(),
             ));
+            let slack: Arc<dyn Network> = Arc::new(passerelle_slack::SlackModule::new(
+                serde_json::from_value(serde_json::json!({})).unwrap(),
+            ));
             let registration = Registration::generate(
                 &config,
-                &passerelle::bridge::namespaces(&[network, irc, telegram]),
+                &passerelle::bridge::namespaces(&[network, irc, telegram, slack]),
             );
             let hs = Synapse::shared(&registration.to_yaml()).await;
             let registration_path = hs.dir.join("registration.yaml");

@@ -9,6 +9,11 @@ pub mod api;
 pub mod config;
 pub mod emoji;
 pub mod events;
+mod http;
 pub mod ids;
+mod module;
 pub mod mrkdwn;
+mod outbound;
 pub mod socket;
+
+pub use module::SlackModule;

@@ -131,6 +131,11 @@ async fn on_message(socket: &mut Socket, message: Message, handler: &Handler) ->
     }
 }
 
+/// Resolves when shutdown is signalled (holding no borrow across awaits).
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
 /// Runs until shutdown or a refused token.
 pub async fn run(
     api: Arc<WebApi>,
@@ -158,7 +163,7 @@ pub async fn run(
                     tracing::warn!(error = %e, "Slack Socket Mode connection failed");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff(failures)) => continue,
-                        _ = shutdown.wait_for(|s| *s) => return Stopped::Shutdown,
+                        _ = stopping(&mut shutdown) => return Stopped::Shutdown,
                     }
                 }
             },
@@ -168,7 +173,7 @@ pub async fn run(
         let mut next: Option<Opening> = None;
         loop {
             tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => {
+                _ = stopping(&mut shutdown) => {
                     let _ = socket.close(None).await;
                     return Stopped::Shutdown;
                 }
