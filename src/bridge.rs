@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use passerelle_api::{Network, NetworkInfo};
+use passerelle_api::{
+    MatrixEvent, MatrixEventKind, MatrixSender, Network, NetworkInfo, PermissionLevel, Via,
+};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -309,6 +311,76 @@ impl Bridge {
         }
     }
 
+    /// Disappearing messages: in every portal with a timer, bridged
+    /// messages older than it are redacted in Matrix, deleted remotely when
+    /// the network can delete, and forgotten. Returns how many messages.
+    pub async fn disappear_due(&self) -> anyhow::Result<u64> {
+        let mut done = 0;
+        for portal in self.store.portals().await? {
+            let (Some(after), Some(room_id)) = (portal.disappear_after_ms, &portal.room_id) else {
+                continue;
+            };
+            let room = ruma::RoomId::parse(room_id)?;
+            let network = self.network(portal.key.network.as_str()).cloned();
+            let can_delete = self
+                .info(portal.key.network.as_str())
+                .is_some_and(|i| i.capabilities.redactions);
+            let cutoff = now_ms() - after;
+            loop {
+                let rows = self
+                    .store
+                    .messages_older_than(&portal.key, cutoff, 100)
+                    .await?;
+                if rows.is_empty() {
+                    break;
+                }
+                let mut remote_ids = Vec::new();
+                for row in &rows {
+                    let event = ruma::EventId::parse(&row.event_id)?;
+                    if let Err(e) = self
+                        .bot
+                        .redact(&room, &event, Some("disappearing messages"))
+                        .await
+                    {
+                        tracing::warn!(portal = %portal.key, error = %e, "could not redact a disappearing message");
+                    }
+                    if !remote_ids.contains(&row.remote_id) {
+                        remote_ids.push(row.remote_id.clone());
+                    }
+                }
+                for remote_id in remote_ids {
+                    if let (true, Some(network)) = (can_delete, &network) {
+                        let event = MatrixEvent {
+                            portal: portal.key.clone(),
+                            sender: MatrixSender {
+                                mxid: self.bot.user_id().to_string(),
+                                display_name: self.config.appservice.bot_displayname.clone(),
+                                avatar_url: None,
+                                level: PermissionLevel::Admin,
+                            },
+                            via: Via::Relay,
+                            event_id: format!("disappear-{}", remote_id),
+                            ts: now_ms() as u64,
+                            kind: MatrixEventKind::Redaction {
+                                target: remote_id.clone(),
+                            },
+                        };
+                        if let Err(e) = network.handle_matrix(event).await {
+                            tracing::debug!(portal = %portal.key, error = %e, "remote deletion of a disappearing message failed");
+                        }
+                    }
+                    self.store.delete_message(&portal.key, &remote_id).await?;
+                    done += 1;
+                }
+            }
+        }
+        if done > 0 {
+            metrics::counter!("passerelle_disappeared_messages_total").increment(done);
+            tracing::info!(messages = done, "disappearing messages removed");
+        }
+        Ok(done)
+    }
+
     /// Purges message-map rows older than the retention.
     pub async fn purge_expired(&self) -> anyhow::Result<u64> {
         let cutoff = now_ms() - self.config.privacy.message_retention.as_millis() as i64;
@@ -522,6 +594,7 @@ pub async fn run(
     }
 
     crate::retention::spawn_purge(bridge.clone());
+    crate::retention::spawn_disappear(bridge.clone());
     tracing::info!("passerelle is running");
 
     shutdown.await;

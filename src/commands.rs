@@ -39,6 +39,18 @@ const BUILTINS: &[CommandSpec] = &[
         description: "stop bridging this room",
         level: PermissionLevel::Admin,
     },
+    CommandSpec {
+        name: "disappear",
+        usage: "disappear <7d|12h|30m|off>",
+        description: "in a portal: bridged messages older than this are redacted in Matrix and deleted on the other side where the network allows",
+        level: PermissionLevel::User,
+    },
+    CommandSpec {
+        name: "forget-me",
+        usage: "forget-me",
+        description: "log out everywhere and delete everything the bridge stores about you",
+        level: PermissionLevel::Relay,
+    },
 ];
 
 /// Splits a command line into words; `"quoted words"` stay together.
@@ -164,6 +176,14 @@ impl Bridge {
                 }
                 return self.unlink(room_id).await;
             }
+            "disappear" => {
+                let spec = &BUILTINS[4];
+                if level < spec.level {
+                    return denied(spec);
+                }
+                return self.set_disappearing(room_id, args).await;
+            }
+            "forget-me" => return self.forget_me(sender).await,
             _ => {}
         }
         let specs = self.command_specs();
@@ -253,6 +273,63 @@ impl Bridge {
             }
         }
         lines.join("\n")
+    }
+
+    async fn set_disappearing(&self, room_id: &str, args: &[String]) -> String {
+        let usage = "Usage: `disappear <7d|12h|30m|off>` in a bridged room.";
+        let Some(arg) = args.first() else {
+            return usage.to_owned();
+        };
+        let after = if arg == "off" {
+            None
+        } else {
+            match passerelle_api::config::parse_duration(arg) {
+                Some(d) if d.as_secs() >= 1 => Some(d),
+                _ => return usage.to_owned(),
+            }
+        };
+        let portal = match self.store.portal_by_room(room_id).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return "This room is not bridged.".to_owned(),
+            Err(e) => {
+                tracing::error!(error = %e, "store error in disappear");
+                return "Internal database error; try again later.".to_owned();
+            }
+        };
+        let ms = after.map(|d| d.as_millis() as i64);
+        if let Err(e) = self.store.set_disappear(&portal.key, ms).await {
+            tracing::error!(error = %e, "store error in disappear");
+            return "Internal database error; try again later.".to_owned();
+        }
+        tracing::info!(portal = %portal.key, after_ms = ?ms, "disappearing messages set");
+        match after {
+            None => "Disappearing messages are off in this room.".to_owned(),
+            Some(_) => format!(
+                "Bridged messages in this room now disappear after {arg}: redacted in Matrix, \
+                 and deleted on the other side where the network allows it (see docs/PRIVACY.md)."
+            ),
+        }
+    }
+
+    /// `forget-me`: every module forgets the user's connections and
+    /// tokens, then every row about them is deleted.
+    async fn forget_me(&self, sender: &str) -> String {
+        for (_, network) in self.networks() {
+            network.forget_user(sender).await;
+        }
+        match self.store.forget_user(sender).await {
+            Ok(rows) => {
+                tracing::info!(rows, "a user asked to be forgotten");
+                "Done: you are logged out everywhere and the bridge keeps nothing about you \
+                 (logins, tokens, your management room, the message map of what you sent). \
+                 Messages already in Matrix or on the other networks stay there."
+                    .to_owned()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store error in forget-me");
+                "Internal database error; nothing was deleted. Try again later.".to_owned()
+            }
+        }
     }
 
     async fn unlink(&self, room_id: &str) -> String {

@@ -112,6 +112,10 @@ pub struct PrivacyConfig {
     /// How often the purge runs.
     #[serde(default = "default_purge_interval", deserialize_with = "duration")]
     pub purge_interval: Duration,
+    /// How often portals with disappearing messages (`disappear 7d`) are
+    /// checked for messages past their timer.
+    #[serde(default = "default_disappear_interval", deserialize_with = "duration")]
+    pub disappear_interval: Duration,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -202,6 +206,9 @@ fn default_retention() -> Duration {
 fn default_purge_interval() -> Duration {
     Duration::from_secs(3600)
 }
+fn default_disappear_interval() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_log_level() -> String {
     "info".to_owned()
 }
@@ -221,6 +228,7 @@ impl Default for PrivacyConfig {
         Self {
             message_retention: default_retention(),
             purge_interval: default_purge_interval(),
+            disappear_interval: default_disappear_interval(),
         }
     }
 }

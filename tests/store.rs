@@ -163,6 +163,8 @@ macro_rules! store_suite {
                     metadata_json_round_trips,
                     purge_removes_only_older_rows,
                     delete_portal_forgets_its_map,
+                    forget_user_deletes_only_their_rows,
+                    disappear_timer_is_set_and_cleared,
                 ],
                 db: [
                     dedupe_survives_reopen,
@@ -653,6 +655,64 @@ mod suite {
         let clash = message(&portal, "m9", 0, "$e", T0);
         let err = store.insert_message(&clash).await.unwrap_err();
         assert!(err.is_unique_violation(), "{err:?}");
+    }
+
+    pub async fn forget_user_deletes_only_their_rows(store: &Store) {
+        let portal = rust_channel();
+        let alice = "@alice:example.org";
+        let slack = NetworkId::new("slack");
+        let mut login = LoginRow::new(slack.clone(), alice, "acme", RemoteUserId::new("U1"), T0);
+        login.secret = Some("xoxp-secret".into());
+        store.upsert_login(&login).await.unwrap();
+        let bob_login = LoginRow::new(slack.clone(), "@bob:example.org", "acme", "U2".into(), T0);
+        store.upsert_login(&bob_login).await.unwrap();
+        store
+            .upsert_matrix_user(&MatrixUserRow::new(alice, T0))
+            .await
+            .unwrap();
+        let mut hers = message(&portal, "m1", 0, "$hers", T0);
+        hers.sender_mxid = alice.into();
+        store.insert_message(&hers).await.unwrap();
+        store
+            .insert_message(&message(&portal, "m2", 0, "$ghosts", T0))
+            .await
+            .unwrap();
+        let mut her_reaction = reaction(&portal, "m2", "👍", "$r1", T0);
+        her_reaction.sender = alice.into();
+        store.insert_reaction(&her_reaction).await.unwrap();
+        store
+            .insert_reaction(&reaction(&portal, "m1", "🎉", "$r2", T0))
+            .await
+            .unwrap();
+
+        assert_eq!(store.forget_user(alice).await.unwrap(), 4);
+        assert!(store.logins_of(alice).await.unwrap().is_empty());
+        assert_eq!(store.matrix_user(alice).await.unwrap(), None);
+        assert!(store.message_by_event("$hers").await.unwrap().is_none());
+        assert!(store.reaction_by_event("$r1").await.unwrap().is_none());
+        // Everyone else's rows stay.
+        assert_eq!(
+            store.logins_of("@bob:example.org").await.unwrap(),
+            vec![bob_login]
+        );
+        assert!(store.message_by_event("$ghosts").await.unwrap().is_some());
+        assert!(store.reaction_by_event("$r2").await.unwrap().is_some());
+        assert_eq!(store.forget_user(alice).await.unwrap(), 0, "idempotent");
+    }
+
+    pub async fn disappear_timer_is_set_and_cleared(store: &Store) {
+        let mut row = PortalRow::new(rust_channel(), PortalKind::Group, T0);
+        row.room_id = Some("!abc".into());
+        store.upsert_portal(&row).await.unwrap();
+        store
+            .set_disappear(&rust_channel(), Some(7 * 86_400_000))
+            .await
+            .unwrap();
+        let got = store.portal(&rust_channel()).await.unwrap().unwrap();
+        assert_eq!(got.disappear_after_ms, Some(7 * 86_400_000));
+        store.set_disappear(&rust_channel(), None).await.unwrap();
+        let got = store.portal(&rust_channel()).await.unwrap().unwrap();
+        assert_eq!(got.disappear_after_ms, None);
     }
 
     pub async fn messages_older_than_for_disappearing(store: &Store) {

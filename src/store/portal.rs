@@ -119,6 +119,19 @@ impl Store {
 
     /// Forgets a portal and its message and reaction map rows (they are
     /// useless without the portal, and keeping them would only keep metadata).
+    /// Sets (or clears) a portal's disappearing-messages timer.
+    pub async fn set_disappear(&self, key: &PortalKey, after_ms: Option<i64>) -> Result<()> {
+        sqlx::query(
+            "UPDATE portal SET disappear_after_ms = $1 WHERE network = $2 AND portal_id = $3",
+        )
+        .bind(after_ms)
+        .bind(key.network.as_str())
+        .bind(key.id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn delete_portal(&self, key: &PortalKey) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for sql in [

@@ -230,6 +230,28 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes every row about a Matrix user: their logins (with secrets),
+    /// their user row (management room), and the message and reaction map
+    /// rows of what they sent. Returns how many rows went.
+    pub async fn forget_user(&self, mxid: &str) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut total = 0;
+        for query in [
+            "DELETE FROM login WHERE mxid = $1",
+            "DELETE FROM matrix_user WHERE mxid = $1",
+            "DELETE FROM message WHERE sender_mxid = $1",
+            "DELETE FROM reaction WHERE sender = $1",
+        ] {
+            total += sqlx::query(query)
+                .bind(mxid)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(total)
+    }
+
     /// Forgets a login and its secret.
     pub async fn delete_login(
         &self,

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::harness::{RunningBridge, fresh_db, remote, setup};
 use crate::support::synapse::DEFAULT_TIMEOUT;
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -16,7 +16,7 @@ fn now_ms() -> u64 {
 }
 
 /// A portal for `chat` with `user` invited and joined; returns the room id.
-async fn portal_with(
+pub(crate) async fn portal_with(
     bridge: &RunningBridge,
     chat: &str,
     user: &crate::support::synapse::TestClient,

@@ -8,5 +8,6 @@ mod commands;
 mod daemon;
 mod harness;
 mod irc;
+mod privacy;
 mod support;
 mod telegram;

@@ -218,6 +218,13 @@ pub trait Network: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The Matrix user asked to be forgotten (`forget-me`): drop their
+    /// connections, tokens and anything the module keeps about them in
+    /// memory. The runtime deletes their stored rows afterwards.
+    async fn forget_user(&self, mxid: &str) {
+        let _ = mxid;
+    }
+
     /// Download an avatar or media by the module-defined reference.
     async fn fetch_media(
         &self,

@@ -311,6 +311,12 @@ impl Network for IrcModule {
         }
     }
 
+    async fn forget_user(&self, mxid: &str) {
+        for server in self.servers.values() {
+            server.forget(mxid).await;
+        }
+    }
+
     async fn handle_matrix(&self, event: MatrixEvent) -> Result<Delivered, BridgeError> {
         let (server, target) = self.server_of(&event.portal)?;
         let irc_target = match &target {

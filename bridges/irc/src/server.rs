@@ -997,6 +997,23 @@ impl Server {
         }
     }
 
+    /// `forget-me`: the user's puppet quits now (its stored login is
+    /// deleted by the runtime right after).
+    pub async fn forget(&self, mxid: &str) {
+        let mut puppets = self.puppets.lock().await;
+        if let Some(p) = puppets.remove(mxid) {
+            self.puppet_nicks
+                .lock()
+                .expect("nick lock")
+                .retain(|_, owner| owner != mxid);
+            self.departing
+                .lock()
+                .expect("departing lock")
+                .insert(casefold(&p.nick()), Instant::now());
+            p.handle.disconnect(None);
+        }
+    }
+
     /// Disconnects puppets idle for longer than `idle_timeout`.
     async fn idle_sweep(self: Arc<Self>) {
         let every =

@@ -456,6 +456,14 @@ impl Network for SlackModule {
         }
     }
 
+    async fn forget_user(&self, mxid: &str) {
+        self.inner
+            .user_tokens
+            .lock()
+            .expect("lock")
+            .retain(|(m, _), _| m != mxid);
+    }
+
     async fn handle_matrix(&self, event: MatrixEvent) -> Result<Delivered, BridgeError> {
         let (team, _) = ids::parse_portal(&event.portal)
             .ok_or_else(|| BridgeError::not_found("not a Slack portal"))?;
