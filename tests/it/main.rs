@@ -8,5 +8,6 @@ mod commands;
 mod daemon;
 mod harness;
 mod irc;
+mod provisioning;
 mod support;
 mod telegram;
