@@ -544,6 +544,17 @@ pub async fn run(
         });
     }
 
+    // Bound now, so a taken port stops the start-up; served once the
+    // modules run, so `/networks` never lists one that is still starting.
+    let provisioning_listener = match &bridge.config.provisioning {
+        Some(provisioning) => Some(
+            TcpListener::bind(provisioning.listen)
+                .await
+                .with_context(|| format!("binding provisioning.listen {}", provisioning.listen))?,
+        ),
+        None => None,
+    };
+
     // Modules first: the successful ping below makes the homeserver send
     // its backlog at once, and that must find the modules ready.
     for (id, network) in bridge.networks() {
@@ -553,6 +564,9 @@ pub async fn run(
             .await
             .map_err(|e| anyhow::anyhow!("starting the {id} module: {e}"))?;
         tracing::info!(network = %id, "module started");
+    }
+    if let Some(listener) = provisioning_listener {
+        crate::provisioning::spawn(bridge.clone(), listener);
     }
     match bridge.replay_pending().await {
         Ok(0) => {}

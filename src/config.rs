@@ -54,6 +54,9 @@ pub struct Config {
     pub logging: LoggingConfig,
     #[serde(default)]
     pub media: MediaConfig,
+    /// The provisioning API (`docs/provisioning.yaml`); off when absent.
+    #[serde(default)]
+    pub provisioning: Option<ProvisioningConfig>,
     /// One section per network: `irc`, `slack`, `telegram`. Each module
     /// parses and validates its own section.
     #[serde(default)]
@@ -123,6 +126,29 @@ pub struct PrivacyConfig {
 pub struct MetricsConfig {
     /// Prometheus `/metrics` and `/health`; off when absent.
     pub listen: Option<SocketAddr>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisioningConfig {
+    /// Its own listener, apart from the appservice and metrics ones.
+    pub listen: SocketAddr,
+    /// Callers send `Authorization: Bearer <shared_secret>`. At least
+    /// [`MIN_PROVISIONING_SECRET_LEN`] characters; `env:NAME` reads it from
+    /// the environment.
+    pub shared_secret: String,
+}
+
+/// The shortest provisioning secret accepted.
+pub const MIN_PROVISIONING_SECRET_LEN: usize = 32;
+
+impl std::fmt::Debug for ProvisioningConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProvisioningConfig")
+            .field("listen", &self.listen)
+            .field("shared_secret", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -251,7 +277,13 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 }
 
 /// Values of `config.example.yaml` that must be replaced before running.
-const PLACEHOLDERS: &[(&str, &str)] = &[("homeserver.domain", "example.org")];
+const PLACEHOLDERS: &[(&str, &str)] = &[
+    ("homeserver.domain", "example.org"),
+    (
+        "provisioning.shared_secret",
+        "replace-me-with-a-long-random-secret",
+    ),
+];
 
 impl Config {
     /// Reads, parses and validates a config file.
@@ -277,6 +309,10 @@ impl Config {
     /// Replaces `env:NAME` values of secrets with the environment variable.
     fn resolve_env(&mut self) -> Result<(), ConfigError> {
         self.database.url = resolve_env_value("database.url", &self.database.url)?;
+        if let Some(provisioning) = &mut self.provisioning {
+            provisioning.shared_secret =
+                resolve_env_value("provisioning.shared_secret", &provisioning.shared_secret)?;
+        }
         for (name, section) in &mut self.bridges {
             resolve_env_json(&format!("bridges.{name}"), section)?;
         }
@@ -357,6 +393,9 @@ impl Config {
                 "must be longer than zero",
             ));
         }
+        if let Some(provisioning) = &self.provisioning {
+            self.validate_provisioning(provisioning)?;
+        }
         for (name, section) in &self.bridges {
             if !section.is_object() {
                 return Err(ConfigError::key(
@@ -376,9 +415,46 @@ impl Config {
         Ok(())
     }
 
+    fn validate_provisioning(&self, provisioning: &ProvisioningConfig) -> Result<(), ConfigError> {
+        let secret = &provisioning.shared_secret;
+        if secret.chars().count() < MIN_PROVISIONING_SECRET_LEN {
+            return Err(ConfigError::key(
+                "provisioning.shared_secret",
+                format!(
+                    "must be at least {MIN_PROVISIONING_SECRET_LEN} characters \
+                     (e.g. `openssl rand -hex 32`)"
+                ),
+            ));
+        }
+        // It travels in an HTTP header: `Authorization: Bearer <secret>`.
+        if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::key(
+                "provisioning.shared_secret",
+                "must be printable ASCII without spaces",
+            ));
+        }
+        let listen = provisioning.listen;
+        let taken = [
+            ("appservice.listen", Some(self.appservice.listen)),
+            ("metrics.listen", self.metrics.listen),
+        ];
+        for (key, addr) in taken {
+            if addr == Some(listen) && listen.port() != 0 {
+                return Err(ConfigError::key(
+                    "provisioning.listen",
+                    format!("the same address as `{key}`: the API needs its own listener"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn get_str(&self, key: &str) -> Option<&str> {
         match key {
             "homeserver.domain" => Some(&self.homeserver.domain),
+            "provisioning.shared_secret" => {
+                self.provisioning.as_ref().map(|p| p.shared_secret.as_str())
+            }
             _ => None,
         }
     }

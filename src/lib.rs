@@ -15,6 +15,7 @@ pub mod mxid;
 pub mod networks;
 pub mod permissions;
 mod portal;
+pub mod provisioning;
 pub mod registration;
 mod retention;
 pub mod runtime;

@@ -153,3 +153,121 @@ fn module_sections_name_the_nested_key() {
         .to_string();
     assert!(err.contains("`bridges.irc.networks.libera.port`"), "{err}");
 }
+
+/// The filled example with its commented `provisioning` section turned on.
+fn example_with_provisioning() -> String {
+    let mut text = String::new();
+    let mut inside = false;
+    for line in filled_example().lines() {
+        if line == "# provisioning:" {
+            inside = true;
+            text.push_str("provisioning:\n");
+            continue;
+        }
+        if inside && let Some(rest) = line.strip_prefix("#   ") {
+            text.push_str("  ");
+            text.push_str(rest);
+            text.push('\n');
+            continue;
+        }
+        inside = false;
+        text.push_str(line);
+        text.push('\n');
+    }
+    assert!(
+        text.contains("\nprovisioning:\n  listen:"),
+        "the example lost its commented provisioning section"
+    );
+    text
+}
+
+const EXAMPLE_SECRET: &str = "replace-me-with-a-long-random-secret";
+
+#[test]
+fn provisioning_is_off_unless_configured() {
+    assert!(parse(&filled_example()).unwrap().provisioning.is_none());
+}
+
+#[test]
+fn example_provisioning_section_passes_once_its_secret_is_set() {
+    let text = example_with_provisioning();
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("`provisioning.shared_secret`") && err.contains("placeholder"),
+        "{err}"
+    );
+    let secret = "0123456789abcdef0123456789abcdef";
+    let config = parse(&text.replace(EXAMPLE_SECRET, secret)).unwrap();
+    let provisioning = config.provisioning.as_ref().unwrap();
+    assert_eq!(provisioning.listen, "127.0.0.1:29302".parse().unwrap());
+    assert_eq!(provisioning.shared_secret, secret);
+    assert!(
+        !format!("{config:?}").contains(secret),
+        "Debug must not print the secret"
+    );
+}
+
+#[test]
+fn provisioning_secret_checks_name_the_key() {
+    let with_secret = |secret: &str| example_with_provisioning().replace(EXAMPLE_SECRET, secret);
+    let err = parse(&with_secret(&"a".repeat(31)))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`provisioning.shared_secret`") && err.contains("32"),
+        "{err}"
+    );
+    assert!(parse(&with_secret(&"a".repeat(32))).is_ok());
+    let err = parse(&with_secret(&format!(
+        "{} {}",
+        "a".repeat(20),
+        "b".repeat(20)
+    )))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`provisioning.shared_secret`") && err.contains("spaces"),
+        "{err}"
+    );
+
+    let err = parse(&with_secret("env:PASSERELLE_TEST_UNSET_PROVISIONING"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`provisioning.shared_secret`")
+            && err.contains("PASSERELLE_TEST_UNSET_PROVISIONING"),
+        "{err}"
+    );
+    let from_env = "f".repeat(40);
+    // SAFETY: the variable name is unique to this test.
+    unsafe { std::env::set_var("PASSERELLE_TEST_PROVISIONING_SECRET_1", &from_env) };
+    let config = parse(&with_secret("env:PASSERELLE_TEST_PROVISIONING_SECRET_1")).unwrap();
+    assert_eq!(config.provisioning.unwrap().shared_secret, from_env);
+    // The placeholder is refused wherever it comes from.
+    // SAFETY: the variable name is unique to this test.
+    unsafe { std::env::set_var("PASSERELLE_TEST_PROVISIONING_SECRET_2", EXAMPLE_SECRET) };
+    let err = parse(&with_secret("env:PASSERELLE_TEST_PROVISIONING_SECRET_2"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("placeholder"), "{err}");
+
+    let text = with_secret(&"a".repeat(32));
+    let err = parse(&text.replace("listen: 127.0.0.1:29302", "listen: 127.0.0.1:29300"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`provisioning.listen`") && err.contains("`appservice.listen`"),
+        "{err}"
+    );
+    let err = parse(&text.replace("listen: 127.0.0.1:29302", "listen: 127.0.0.1:29301"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`metrics.listen`"), "{err}");
+    let without_secret: String = text
+        .lines()
+        .filter(|l| !l.starts_with("  shared_secret:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let err = parse(&without_secret).unwrap_err().to_string();
+    assert!(err.contains("shared_secret"), "{err}");
+}

@@ -9,5 +9,6 @@ mod daemon;
 mod harness;
 mod irc;
 mod privacy;
+mod provisioning;
 mod support;
 mod telegram;
