@@ -314,11 +314,51 @@ pub struct RunningBridge {
 
 /// A fresh SQLite database path for one test, inside the homeserver's
 /// temporary folder (removed with it when the test process ends).
+/// A new, empty database for one bridge: a SQLite file by default, or a
+/// fresh PostgreSQL database when `PASSERELLE_IT_DATABASE=postgres`
+/// (`scripts/test` runs the suite both ways), on the server of
+/// `PASSERELLE_TEST_POSTGRES_URL`.
 pub async fn fresh_db(name: &str) -> String {
+    if std::env::var("PASSERELLE_IT_DATABASE").as_deref() == Ok("postgres") {
+        return fresh_postgres_db(name).await;
+    }
     let dir = setup().await.hs.dir.join("bridge-dbs");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}-{}.db", rand::random::<u32>()));
     format!("sqlite://{}", path.display())
+}
+
+async fn fresh_postgres_db(name: &str) -> String {
+    use sqlx::Connection;
+    let base = std::env::var("PASSERELLE_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "PASSERELLE_IT_DATABASE=postgres needs PASSERELLE_TEST_POSTGRES_URL: \
+             run `scripts/postgres start` and export `scripts/postgres url` (scripts/test does both)"
+        )
+    });
+    let db: String = format!("it_{name}_{}", rand::random::<u32>())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut admin = sqlx::postgres::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL not reachable at {base}: {e}; run `scripts/postgres start`")
+        });
+    // `db` is only ASCII letters, digits and `_` (made above).
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(&format!("/{db}"));
+    url.to_string()
 }
 
 impl RunningBridge {
