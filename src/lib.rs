@@ -6,6 +6,8 @@ pub mod bridge;
 pub mod cli;
 pub mod commands;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ghost;
 mod inbound;
 pub mod matrix;
