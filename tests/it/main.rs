@@ -10,5 +10,6 @@ mod harness;
 mod irc;
 mod privacy;
 mod provisioning;
+mod slack;
 mod support;
 mod telegram;

@@ -18,6 +18,10 @@ pub mod telegram_test_api;
 #[path = "../../support/telegram_fake.rs"]
 pub mod telegram_fake;
 
+/// The project's own Slack fake: Web API, Socket Mode, Events API (docs/fakes/slack.md).
+#[path = "../../support/slack_fake.rs"]
+pub mod slack_fake;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 

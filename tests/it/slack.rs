@@ -1,0 +1,410 @@
+//! The Slack module against a real Synapse, with Slack played by the
+//! project's own fake (Web API, Socket Mode, docs/fakes/slack.md).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use passerelle_api::Network;
+use serde_json::{Value, json};
+
+use crate::harness::{RunningBridge, fresh_db, setup};
+use crate::support::slack_fake::{FakeSlack, tiny_png};
+use crate::support::synapse::{DEFAULT_TIMEOUT, Synapse, TestClient};
+
+const BOT: &str = "@passerelle:localhost";
+const GHOST: &str = "@_slack_t0fake_u1:localhost";
+
+fn slack_module(fake: &FakeSlack) -> Arc<dyn Network> {
+    let config = json!({
+        "enabled": true, "api_url": fake.api_url(),
+        "workspaces": {"acme": {"bot_token": fake.bot_token(), "app_token": fake.app_token()}},
+    });
+    Arc::new(passerelle_slack::SlackModule::new(
+        serde_json::from_value(config).unwrap(),
+    ))
+}
+
+async fn fake_workspace() -> FakeSlack {
+    let fake = FakeSlack::start().await;
+    fake.add_user("U1", "ada", "Ada", Some(tiny_png(6, 6)));
+    fake.add_channel("C1", "general", false);
+    fake.join("C1", &fake.bot_user_id());
+    fake.join("C1", "U1");
+    fake
+}
+
+async fn connected(fake: &FakeSlack) {
+    fake.wait_until("a Socket Mode connection", DEFAULT_TIMEOUT, |f| {
+        f.open_sockets() >= 1
+    })
+    .await;
+}
+
+async fn command(user: &TestClient, room: &str, line: &str) -> String {
+    let sent = user.send_text(room, &format!("!passerelle {line}")).await;
+    let reply = user
+        .wait_for_event(
+            room,
+            |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == sent.as_str(),
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    reply["content"]["body"].as_str().unwrap().to_owned()
+}
+
+async fn linked_room(user: &TestClient, channel: &str) -> String {
+    let room = user
+        .create_room(json!({"preset": "private_chat", "invite": [BOT],
+            "power_level_content_override": {"users": {BOT: 100}}}))
+        .await;
+    user.wait_for_event(
+        &room,
+        |e| {
+            e["type"] == "m.room.member"
+                && e["state_key"] == BOT
+                && e["content"]["membership"] == "join"
+        },
+        DEFAULT_TIMEOUT,
+    )
+    .await;
+    let reply = command(user, &room, &format!("link slack {channel}")).await;
+    assert_eq!(
+        reply,
+        "This room is now bridged to #general in the Slack workspace acme."
+    );
+    room
+}
+
+fn from_ghost(body: &str) -> impl Fn(&Value) -> bool + '_ {
+    move |e| e["sender"] == GHOST && e["content"]["body"] == body
+}
+
+async fn download(hs: &Synapse, client: &TestClient, mxc: &str) -> Vec<u8> {
+    let path = mxc.strip_prefix("mxc://").unwrap();
+    reqwest::Client::new()
+        .get(format!(
+            "{}/_matrix/client/v1/media/download/{path}",
+            hs.base_url
+        ))
+        .bearer_auth(client.access_token())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+async fn upload(hs: &Synapse, client: &TestClient, bytes: Vec<u8>, mime: &str) -> String {
+    let answer: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/_matrix/media/v3/upload?filename=pic.png",
+            hs.base_url
+        ))
+        .bearer_auth(client.access_token())
+        .header("content-type", mime)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["content_uri"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_channel_both_ways_with_threads_edits_deletions_reactions_and_files() {
+    let fake = fake_workspace().await;
+    let hs = setup().await.hs;
+    let mut bridge =
+        RunningBridge::start_with_modules(&fresh_db("slack").await, "", vec![slack_module(&fake)])
+            .await;
+    connected(&fake).await;
+    let alice = hs.register_user("alice").await;
+    let room = linked_room(&alice, "C1").await;
+
+    // Slack -> Matrix: mrkdwn, the ghost's profile, a thread, an edit, a
+    // reaction, a deletion and a file.
+    let root_ts = fake.user_posts("C1", "U1", "hello *world*");
+    let root = alice
+        .wait_for_event(&room, from_ghost("hello *world*"), DEFAULT_TIMEOUT)
+        .await;
+    assert_eq!(root["content"]["formatted_body"], "hello <b>world</b>");
+    let root_id = root["event_id"].as_str().unwrap().to_owned();
+    let profile = alice
+        .call(
+            reqwest::Method::GET,
+            &format!("/_matrix/client/v3/profile/{GHOST}"),
+            None,
+        )
+        .await;
+    assert_eq!(profile["displayname"], "Ada");
+    fake.user_posts_in_thread("C1", "U1", &root_ts, "in the thread");
+    let in_thread = alice
+        .wait_for_event(&room, from_ghost("in the thread"), DEFAULT_TIMEOUT)
+        .await;
+    assert_eq!(in_thread["content"]["m.relates_to"]["rel_type"], "m.thread");
+    assert_eq!(
+        in_thread["content"]["m.relates_to"]["event_id"],
+        root_id.as_str()
+    );
+    fake.user_edits("C1", &root_ts, "hello again");
+    let edit = alice
+        .wait_for_event(
+            &room,
+            |e| e["content"]["m.relates_to"]["rel_type"] == "m.replace",
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert_eq!(edit["content"]["m.new_content"]["body"], "hello again");
+    assert_eq!(
+        edit["content"]["m.relates_to"]["event_id"],
+        root_id.as_str()
+    );
+    fake.user_reacts("C1", &root_ts, "U1", "thumbsup");
+    let reaction = alice
+        .wait_for_event(&room, |e| e["type"] == "m.reaction", DEFAULT_TIMEOUT)
+        .await;
+    assert_eq!(reaction["content"]["m.relates_to"]["key"], "👍");
+    let doomed_ts = fake.user_posts("C1", "U1", "to be deleted");
+    let doomed = alice
+        .wait_for_event(&room, from_ghost("to be deleted"), DEFAULT_TIMEOUT)
+        .await;
+    fake.user_deletes("C1", &doomed_ts);
+    alice
+        .wait_for_event(
+            &room,
+            |e| e["type"] == "m.room.redaction" && e["redacts"] == doomed["event_id"],
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    let picture = tiny_png(3, 3);
+    fake.user_uploads(
+        "C1",
+        "U1",
+        picture.clone(),
+        "pic.png",
+        "image/png",
+        "a picture",
+    );
+    let image = alice
+        .wait_for_event(
+            &room,
+            |e| e["content"]["msgtype"] == "m.image",
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert_eq!(image["content"]["body"], "a picture");
+    assert_eq!(
+        download(hs, &alice, image["content"]["url"].as_str().unwrap()).await,
+        picture
+    );
+
+    // Matrix -> Slack: relayed with the sender's name, in the thread, edited,
+    // reacted to, deleted, and a file.
+    let sent = alice.send_text(&room, "hi from Matrix").await;
+    let posted = fake.wait_call("chat.postMessage", 1, DEFAULT_TIMEOUT).await;
+    assert_eq!(posted[0]["text"], "hi from Matrix");
+    assert_eq!(posted[0]["username"], "alice");
+    assert_eq!(posted[0]["_token"], fake.bot_token());
+    alice
+        .send_event(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "threaded answer",
+                   "m.relates_to": {"rel_type": "m.thread", "event_id": root_id,
+                                    "is_falling_back": true, "m.in_reply_to": {"event_id": root_id}}}),
+        )
+        .await;
+    let posted = fake.wait_call("chat.postMessage", 2, DEFAULT_TIMEOUT).await;
+    assert_eq!(posted[1]["thread_ts"], root_ts.as_str());
+    alice
+        .send_event(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "* hi, edited",
+                   "m.new_content": {"msgtype": "m.text", "body": "hi, edited"},
+                   "m.relates_to": {"rel_type": "m.replace", "event_id": sent}}),
+        )
+        .await;
+    let updated = fake.wait_call("chat.update", 1, DEFAULT_TIMEOUT).await;
+    assert_eq!(updated[0]["text"], "hi, edited");
+    alice
+        .send_event(
+            &room,
+            "m.reaction",
+            json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": root_id, "key": "🎉"}}),
+        )
+        .await;
+    fake.wait_until("the bot's reaction", DEFAULT_TIMEOUT, |f| {
+        f.reactions("C1", &root_ts)
+            .iter()
+            .any(|(name, users)| name == "tada" && users.contains(&f.bot_user_id()))
+    })
+    .await;
+    let mxc = upload(hs, &alice, picture.clone(), "image/png").await;
+    alice
+        .send_event(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.image", "body": "pic.png", "filename": "pic.png", "url": mxc,
+                   "info": {"mimetype": "image/png", "size": picture.len()}}),
+        )
+        .await;
+    fake.wait_until("the uploaded file", DEFAULT_TIMEOUT, |f| {
+        f.uploaded_files()
+            .iter()
+            .any(|(name, bytes)| name == "pic.png" && *bytes == picture)
+    })
+    .await;
+    alice.redact(&room, &sent).await;
+    fake.wait_call("chat.delete", 1, DEFAULT_TIMEOUT).await;
+
+    // The bot's own posts came back as events: none became a ghost message.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let echoes = alice
+        .messages(&room)
+        .await
+        .into_iter()
+        .filter(|e| e["sender"] != alice.user_id() && e["content"]["body"] == "threaded answer")
+        .count();
+    assert_eq!(echoes, 0, "an echo of the relay reached Matrix");
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn redelivered_events_and_reconnects_bridge_each_message_once() {
+    let fake = fake_workspace().await;
+    fake.set_redelivery(Duration::from_millis(500), &[Duration::from_millis(200)]);
+    let hs = setup().await.hs;
+    let mut bridge = RunningBridge::start_with_modules(
+        &fresh_db("slack-redeliver").await,
+        "",
+        vec![slack_module(&fake)],
+    )
+    .await;
+    connected(&fake).await;
+    let alice = hs.register_user("alice").await;
+    let room = linked_room(&alice, "C1").await;
+
+    // The first ack is lost: Slack sends the event again.
+    fake.drop_acks(1);
+    fake.user_posts("C1", "U1", "sent once");
+    let event_id = fake.last_event_id().unwrap();
+    fake.wait_until("a redelivery", DEFAULT_TIMEOUT, |f| {
+        f.deliveries(&event_id) >= 2
+    })
+    .await;
+    // Slack refreshes the connection: the next one opens before the old
+    // one closes, and nothing falls in between.
+    fake.disconnect_all("warning");
+    fake.user_posts("C1", "U1", "after the refresh");
+    alice
+        .wait_for_event(&room, from_ghost("after the refresh"), DEFAULT_TIMEOUT)
+        .await;
+    assert_eq!(fake.missed_deliveries(), 0);
+    let bodies: Vec<String> = alice
+        .messages(&room)
+        .await
+        .into_iter()
+        .filter(|e| e["sender"] == GHOST)
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(bodies, ["sent once", "after the refresh"]);
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_reported_and_user_tokens_send_as_the_user() {
+    let fake = fake_workspace().await;
+    fake.add_user("U2", "dave", "Dave", None);
+    fake.join("C1", "U2");
+    let dave_token = fake.add_user_token("U2");
+    let hs = setup().await.hs;
+    let mut bridge = RunningBridge::start_with_modules(
+        &fresh_db("slack-tokens").await,
+        "",
+        vec![slack_module(&fake)],
+    )
+    .await;
+    connected(&fake).await;
+    let alice = hs.register_user("alice").await;
+    let room = linked_room(&alice, "C1").await;
+
+    // alice logs in with her own token, in her management room (a DM with the bot).
+    let dm = alice
+        .create_room(json!({"is_direct": true, "invite": [BOT], "preset": "trusted_private_chat"}))
+        .await;
+    alice
+        .wait_for_event(
+            &dm,
+            |e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == BOT
+                    && e["content"]["membership"] == "join"
+            },
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    let sent = alice
+        .send_text(&dm, &format!("login slack acme {dave_token}"))
+        .await;
+    let reply = alice
+        .wait_for_event(
+            &dm,
+            |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == sent.as_str(),
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert!(
+        reply["content"]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Logged in to acme as"),
+        "{reply}"
+    );
+    alice.send_text(&room, "as myself").await;
+    let posted = fake.wait_call("chat.postMessage", 1, DEFAULT_TIMEOUT).await;
+    assert_eq!(posted[0]["_token"], dave_token.as_str());
+    assert!(
+        posted[0]["username"].is_null(),
+        "no relay name with a user token"
+    );
+
+    // The workspace token is revoked: a relayed sender is told, and the
+    // admins hear about it in their management room.
+    fake.revoke(&fake.bot_token());
+    let dave = hs.register_user("dave").await;
+    alice.invite(&room, dave.user_id()).await;
+    dave.join(&room).await;
+    let relayed = dave.send_text(&room, "relayed after the revocation").await;
+    let notice = alice
+        .wait_for_event(
+            &room,
+            |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == relayed.as_str(),
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert!(
+        notice["content"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("refused the token"),
+        "{notice}"
+    );
+    let told = alice
+        .wait_for_event(
+            &dm,
+            |e| {
+                e["content"]["body"]
+                    .as_str()
+                    .is_some_and(|b| b.starts_with("Slack refused the token of workspace acme"))
+            },
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert_eq!(told["sender"], BOT);
+    bridge.stop().await;
+}
