@@ -6,19 +6,7 @@ use serde_json::{Value, json};
 
 use crate::bridging::portal_with;
 use crate::harness::{RunningBridge, fresh_db, setup};
-use crate::support::synapse::{DEFAULT_TIMEOUT, TestClient};
-
-async fn command(user: &TestClient, room: &str, line: &str) -> String {
-    let sent = user.send_text(room, &format!("!passerelle {line}")).await;
-    let reply = user
-        .wait_for_event(
-            room,
-            |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == sent.as_str(),
-            DEFAULT_TIMEOUT,
-        )
-        .await;
-    reply["content"]["body"].as_str().unwrap().to_owned()
-}
+use crate::support::synapse::DEFAULT_TIMEOUT;
 
 /// The remote id the test module gave the Matrix message `body`: it
 /// numbers what it receives, in order.
@@ -61,7 +49,7 @@ async fn disappearing_messages_are_redacted_and_deleted_on_the_remote_side() {
         .await;
     assert_eq!(delivered.event_id, mine);
 
-    let reply = command(&alice, &room, "disappear 2s").await;
+    let reply = alice.command(&room, "disappear 2s").await;
     assert!(
         reply.starts_with("Bridged messages in this room now disappear after 2s"),
         "{reply}"
@@ -97,7 +85,7 @@ async fn disappearing_messages_are_redacted_and_deleted_on_the_remote_side() {
 
     // Off again: a new message stays.
     assert_eq!(
-        command(&alice, &room, "disappear off").await,
+        alice.command(&room, "disappear off").await,
         "Disappearing messages are off in this room."
     );
     let kept = alice.send_text(&room, "this one stays").await;
@@ -110,7 +98,7 @@ async fn disappearing_messages_are_redacted_and_deleted_on_the_remote_side() {
         "a message sent after `disappear off` was redacted"
     );
     assert_eq!(
-        command(&alice, &room, "disappear soon").await,
+        alice.command(&room, "disappear soon").await,
         "Usage: `disappear <7d|12h|30m|off>` in a bridged room."
     );
     bridge.stop().await;
@@ -146,7 +134,7 @@ async fn forget_me_deletes_every_row_about_the_user() {
     assert!(runtime.is_bridged(&portal, &sent_id).await.unwrap());
     assert_eq!(runtime.logins().await.unwrap().len(), 1);
 
-    let reply = command(&alice, &room, "forget-me").await;
+    let reply = alice.command(&room, "forget-me").await;
     assert!(
         reply.starts_with("Done: you are logged out everywhere"),
         "{reply}"

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{RunningBridge, fresh_db, setup};
 use crate::support::slack_fake::{FakeSlack, tiny_png};
-use crate::support::synapse::{DEFAULT_TIMEOUT, Synapse, TestClient};
+use crate::support::synapse::{DEFAULT_TIMEOUT, TestClient};
 
 const BOT: &str = "@passerelle:localhost";
 const GHOST: &str = "@_slack_t0fake_u1:localhost";
@@ -40,18 +40,6 @@ async fn connected(fake: &FakeSlack) {
     .await;
 }
 
-async fn command(user: &TestClient, room: &str, line: &str) -> String {
-    let sent = user.send_text(room, &format!("!passerelle {line}")).await;
-    let reply = user
-        .wait_for_event(
-            room,
-            |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == sent.as_str(),
-            DEFAULT_TIMEOUT,
-        )
-        .await;
-    reply["content"]["body"].as_str().unwrap().to_owned()
-}
-
 async fn linked_room(user: &TestClient, channel: &str) -> String {
     let room = user
         .create_room(json!({"preset": "private_chat", "invite": [BOT],
@@ -67,7 +55,7 @@ async fn linked_room(user: &TestClient, channel: &str) -> String {
         DEFAULT_TIMEOUT,
     )
     .await;
-    let reply = command(user, &room, &format!("link slack {channel}")).await;
+    let reply = user.command(&room, &format!("link slack {channel}")).await;
     assert_eq!(
         reply,
         "This room is now bridged to #general in the Slack workspace acme."
@@ -77,41 +65,6 @@ async fn linked_room(user: &TestClient, channel: &str) -> String {
 
 fn from_ghost(body: &str) -> impl Fn(&Value) -> bool + '_ {
     move |e| e["sender"] == GHOST && e["content"]["body"] == body
-}
-
-async fn download(hs: &Synapse, client: &TestClient, mxc: &str) -> Vec<u8> {
-    let path = mxc.strip_prefix("mxc://").unwrap();
-    reqwest::Client::new()
-        .get(format!(
-            "{}/_matrix/client/v1/media/download/{path}",
-            hs.base_url
-        ))
-        .bearer_auth(client.access_token())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec()
-}
-
-async fn upload(hs: &Synapse, client: &TestClient, bytes: Vec<u8>, mime: &str) -> String {
-    let answer: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/_matrix/media/v3/upload?filename=pic.png",
-            hs.base_url
-        ))
-        .bearer_auth(client.access_token())
-        .header("content-type", mime)
-        .body(bytes)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["content_uri"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -198,7 +151,9 @@ async fn a_channel_both_ways_with_threads_edits_deletions_reactions_and_files() 
         .await;
     assert_eq!(image["content"]["body"], "a picture");
     assert_eq!(
-        download(hs, &alice, image["content"]["url"].as_str().unwrap()).await,
+        alice
+            .download(image["content"]["url"].as_str().unwrap())
+            .await,
         picture
     );
 
@@ -244,7 +199,7 @@ async fn a_channel_both_ways_with_threads_edits_deletions_reactions_and_files() 
             .any(|(name, users)| name == "tada" && users.contains(&f.bot_user_id()))
     })
     .await;
-    let mxc = upload(hs, &alice, picture.clone(), "image/png").await;
+    let mxc = alice.upload(picture.clone(), "image/png").await;
     alice
         .send_event(
             &room,

@@ -10,7 +10,7 @@ use passerelle_api::Network;
 use serde_json::{Value, json};
 
 use crate::harness::{RunningBridge, config_text, fresh_db, setup, take_turn};
-use crate::support::synapse::{DEFAULT_TIMEOUT, Synapse, TestClient};
+use crate::support::synapse::{DEFAULT_TIMEOUT, TestClient};
 use crate::support::telegram_fake::{ChatKind, FakeTelegram, tiny_png};
 use crate::support::telegram_test_api::TelegramTestApi;
 
@@ -160,43 +160,6 @@ async fn first_poll(fake: &FakeTelegram) {
     fake.wait_call("getUpdates", 1, DEFAULT_TIMEOUT).await;
 }
 
-async fn upload(hs: &Synapse, client: &TestClient, bytes: Vec<u8>, mime: &str) -> String {
-    let answer: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/_matrix/media/v3/upload?filename=pic.png",
-            hs.base_url
-        ))
-        .bearer_auth(client.access_token())
-        .header("content-type", mime)
-        .body(bytes)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["content_uri"].as_str().unwrap().to_owned()
-}
-
-async fn download(hs: &Synapse, client: &TestClient, mxc: &str) -> Vec<u8> {
-    let path = mxc.strip_prefix("mxc://").unwrap();
-    let response = reqwest::Client::new()
-        .get(format!(
-            "{}/_matrix/client/v1/media/download/{path}",
-            hs.base_url
-        ))
-        .bearer_auth(client.access_token())
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "download {mxc}: {}",
-        response.status()
-    );
-    response.bytes().await.unwrap().to_vec()
-}
-
 #[tokio::test]
 async fn a_group_both_ways_with_replies_edits_reactions_and_media() {
     let chat = -1002000000001;
@@ -227,7 +190,7 @@ async fn a_group_both_ways_with_replies_edits_reactions_and_media() {
         .await;
     assert_eq!(profile["displayname"], "Ada Lovelace");
     let avatar = profile["avatar_url"].as_str().expect("ghost avatar set");
-    assert_eq!(download(hs, &alice, avatar).await, tiny_png(5, 5));
+    assert_eq!(alice.download(avatar).await, tiny_png(5, 5));
 
     // Entities become Matrix HTML, and Matrix HTML becomes Telegram HTML.
     fake.user_sends_with(
@@ -314,7 +277,7 @@ async fn a_group_both_ways_with_replies_edits_reactions_and_media() {
         .await;
     assert_eq!(image["content"]["body"], "a tiny picture");
     let mxc = image["content"]["url"].as_str().unwrap();
-    assert_eq!(download(hs, &alice, mxc).await, photo);
+    assert_eq!(alice.download(mxc).await, photo);
 
     // Matrix -> Telegram: text with the sender's name, a reply, a reaction,
     // an image, and a deletion.
@@ -371,7 +334,7 @@ async fn a_group_both_ways_with_replies_edits_reactions_and_media() {
             .contains("Telegram bots can only react with"),
         "{refusal}"
     );
-    let mxc = upload(hs, &alice, photo.clone(), "image/png").await;
+    let mxc = alice.upload(photo.clone(), "image/png").await;
     alice
         .send_event(
             &room,
@@ -766,7 +729,7 @@ async fn auto_portals_membership_title_photo_pins_and_limits() {
         .wait_for_event(&room, |e| e["type"] == "m.room.avatar", DEFAULT_TIMEOUT)
         .await;
     let url = avatar["content"]["url"].as_str().unwrap();
-    assert_eq!(download(hs, &alice, url).await, photo);
+    assert_eq!(alice.download(url).await, photo);
     fake.pin(chat, first);
     let first_event = bridged(&alice, &room, 7, "anyone?").await;
     let pins = alice
@@ -780,7 +743,7 @@ async fn auto_portals_membership_title_photo_pins_and_limits() {
 
     // A file over max_upload_bytes is refused with a notice, not sent.
     let big = vec![0u8; 5000];
-    let mxc = upload(hs, &alice, big.clone(), "application/octet-stream").await;
+    let mxc = alice.upload(big.clone(), "application/octet-stream").await;
     let file = alice
         .send_event(
             &room,

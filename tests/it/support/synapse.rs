@@ -456,6 +456,64 @@ impl TestClient {
         string_field(&answer, "event_id")
     }
 
+    /// Sends `!passerelle <line>` in `room` and returns the bridge bot's
+    /// reply (the notice that replies to it).
+    pub async fn command(&self, room: &str, line: &str) -> String {
+        let sent = self.send_text(room, &format!("!passerelle {line}")).await;
+        let reply = self
+            .wait_for_event(
+                room,
+                |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == sent.as_str(),
+                DEFAULT_TIMEOUT,
+            )
+            .await;
+        reply["content"]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Uploads a file; returns its `mxc://` URI.
+    pub async fn upload(&self, bytes: Vec<u8>, mime: &str) -> String {
+        let answer: Value = self
+            .http
+            .post(format!(
+                "{}/_matrix/media/v3/upload?filename=file",
+                self.base_url
+            ))
+            .bearer_auth(&self.access_token)
+            .header("content-type", mime)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("upload as {}: {e}", self.user_id))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("upload as {}: {e}", self.user_id));
+        string_field(&answer, "content_uri")
+    }
+
+    /// Downloads a file by its `mxc://` URI (authenticated media).
+    pub async fn download(&self, mxc: &str) -> Vec<u8> {
+        let path = mxc.strip_prefix("mxc://").expect("an mxc URI");
+        let response = self
+            .http
+            .get(format!(
+                "{}/_matrix/client/v1/media/download/{path}",
+                self.base_url
+            ))
+            .bearer_auth(&self.access_token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("download {mxc}: {e}"));
+        assert!(
+            response.status().is_success(),
+            "download {mxc}: {}",
+            response.status()
+        );
+        response.bytes().await.expect("media bytes").to_vec()
+    }
+
     /// Redacts an event. Returns the redaction's event id.
     pub async fn redact(&self, room: &str, event_id: &str) -> String {
         let path = format!(
