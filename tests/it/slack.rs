@@ -363,3 +363,75 @@ async fn a_revoked_token_is_reported_and_user_tokens_send_as_the_user() {
     assert_eq!(told["sender"], BOT);
     bridge.stop().await;
 }
+
+#[tokio::test]
+async fn the_events_api_over_http_is_signed_and_rate_limits_are_waited_out() {
+    let fake = fake_workspace().await;
+    let port = crate::support::free_port();
+    let config = json!({
+        "enabled": true, "api_url": fake.api_url(),
+        "events_listen": format!("127.0.0.1:{port}"),
+        "workspaces": {"acme": {"bot_token": fake.bot_token(), "mode": "http",
+                                "signing_secret": fake.signing_secret()}},
+    });
+    let module: Arc<dyn Network> = Arc::new(passerelle_slack::SlackModule::new(
+        serde_json::from_value(config).unwrap(),
+    ));
+    let hs = setup().await.hs;
+    let mut bridge =
+        RunningBridge::start_with_modules(&fresh_db("slack-http").await, "", vec![module]).await;
+    fake.events_via_http(&format!("http://127.0.0.1:{port}/slack/acme"));
+    fake.wait_until("the url_verification challenge", DEFAULT_TIMEOUT, |f| {
+        f.http_url_verified()
+    })
+    .await;
+    let alice = hs.register_user("alice").await;
+    let room = linked_room(&alice, "C1").await;
+
+    // A request with a wrong signature, or too old, is refused.
+    let body = json!({"type": "event_callback", "team_id": fake.team_id(), "event_id": "EvForged",
+        "event": {"type": "message", "channel": "C1", "user": "U1", "text": "forged", "ts": "1.1"}})
+    .to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert_eq!(
+        fake.post_event_raw(&body, now, "v0=deadbeef").await,
+        Some(401)
+    );
+    let stale = fake.sign(now - 600, &body);
+    assert_eq!(
+        fake.post_event_raw(&body, now - 600, &stale).await,
+        Some(401)
+    );
+
+    fake.user_posts("C1", "U1", "over HTTP");
+    alice
+        .wait_for_event(&room, from_ghost("over HTTP"), DEFAULT_TIMEOUT)
+        .await;
+    assert!(
+        alice
+            .messages(&room)
+            .await
+            .iter()
+            .all(|e| e["content"]["body"] != "forged"),
+        "an unsigned event reached Matrix"
+    );
+
+    // chat.postMessage is rate limited once: the bridge waits and posts once.
+    fake.rate_limit_next("chat.postMessage", 1, 1);
+    alice.send_text(&room, "patience").await;
+    fake.wait_until("the post after the wait", DEFAULT_TIMEOUT, |f| {
+        f.messages("C1").iter().any(|m| m["text"] == "patience")
+    })
+    .await;
+    assert_eq!(
+        fake.messages("C1")
+            .iter()
+            .filter(|m| m["text"] == "patience")
+            .count(),
+        1
+    );
+    bridge.stop().await;
+}
