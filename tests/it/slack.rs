@@ -435,3 +435,39 @@ async fn the_events_api_over_http_is_signed_and_rate_limits_are_waited_out() {
     );
     bridge.stop().await;
 }
+
+#[tokio::test]
+async fn private_channels_are_bridged_automatically_with_auto_bridge() {
+    let fake = fake_workspace().await;
+    fake.add_channel("G1", "secret-plans", true);
+    fake.join("G1", &fake.bot_user_id());
+    fake.join("G1", "U1");
+    let config = json!({
+        "enabled": true, "api_url": fake.api_url(),
+        "workspaces": {"acme": {"bot_token": fake.bot_token(), "app_token": fake.app_token(),
+                                "auto_bridge": true}},
+    });
+    let module: Arc<dyn Network> = Arc::new(passerelle_slack::SlackModule::new(
+        serde_json::from_value(config).unwrap(),
+    ));
+    let hs = setup().await.hs;
+    let mut bridge =
+        RunningBridge::start_with_modules(&fresh_db("slack-auto").await, "", vec![module]).await;
+    connected(&fake).await;
+    let alice = hs.register_user("alice").await;
+    let since = alice.sync_token().await;
+    fake.user_posts("G1", "U1", "psst");
+    let room = alice.wait_invite(&since).await;
+    alice.join(&room).await;
+    alice
+        .wait_for_event(&room, from_ghost("psst"), DEFAULT_TIMEOUT)
+        .await;
+    let name = alice.room_state(&room, "m.room.name", "").await.unwrap();
+    assert_eq!(name["name"], "#secret-plans");
+    alice.send_text(&room, "understood").await;
+    fake.wait_until("the answer in the private channel", DEFAULT_TIMEOUT, |f| {
+        f.messages("G1").iter().any(|m| m["text"] == "understood")
+    })
+    .await;
+    bridge.stop().await;
+}

@@ -660,31 +660,9 @@ async fn auto_portals_membership_title_photo_pins_and_limits() {
     let alice = hs.register_user("alice").await;
 
     // The first message creates the portal; the bridge admins are invited.
-    // (Incremental syncs: Synapse caches an initial sync's answer.)
-    let sync = |since: String| {
-        let alice = &alice;
-        async move {
-            let path = format!("/_matrix/client/v3/sync?timeout=1000{since}");
-            alice.call(reqwest::Method::GET, &path, None).await
-        }
-    };
-    let mut since = format!(
-        "&since={}",
-        sync(String::new()).await["next_batch"].as_str().unwrap()
-    );
+    let since = alice.sync_token().await;
     let first = fake.user_sends(chat, 7, "anyone?");
-    let deadline = Instant::now() + DEFAULT_TIMEOUT;
-    let room = loop {
-        let answer = sync(since.clone()).await;
-        if let Some((room, _)) = answer["rooms"]["invite"]
-            .as_object()
-            .and_then(|m| m.iter().next())
-        {
-            break room.clone();
-        }
-        assert!(Instant::now() < deadline, "no invitation to the new portal");
-        since = format!("&since={}", answer["next_batch"].as_str().unwrap());
-    };
+    let room = alice.wait_invite(&since).await;
     alice.join(&room).await;
     bridged(&alice, &room, 7, "anyone?").await;
     let name = alice.room_state(&room, "m.room.name", "").await.unwrap();

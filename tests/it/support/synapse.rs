@@ -473,6 +473,38 @@ impl TestClient {
             .to_owned()
     }
 
+    /// A sync token for [`TestClient::wait_invite`]: take it before what
+    /// should invite. (Synapse caches an initial sync's answer for minutes,
+    /// so only incremental syncs see a new invitation in time.)
+    pub async fn sync_token(&self) -> String {
+        let answer = self
+            .call(Method::GET, "/_matrix/client/v3/sync?timeout=0", None)
+            .await;
+        string_field(&answer, "next_batch")
+    }
+
+    /// The first room this user is invited to after `since`.
+    pub async fn wait_invite(&self, since: &str) -> String {
+        let deadline = Instant::now() + DEFAULT_TIMEOUT;
+        let mut since = since.to_owned();
+        loop {
+            let path = format!("/_matrix/client/v3/sync?timeout=1000&since={since}");
+            let answer = self.call(Method::GET, &path, None).await;
+            if let Some((room, _)) = answer["rooms"]["invite"]
+                .as_object()
+                .and_then(|m| m.iter().next())
+            {
+                return room.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} got no invitation within {DEFAULT_TIMEOUT:?}",
+                self.user_id
+            );
+            since = string_field(&answer, "next_batch");
+        }
+    }
+
     /// Uploads a file; returns its `mxc://` URI.
     pub async fn upload(&self, bytes: Vec<u8>, mime: &str) -> String {
         let answer: Value = self
