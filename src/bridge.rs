@@ -65,6 +65,8 @@ pub struct Bridge {
     /// Transactions are handled one at a time: a retried transaction waits
     /// for the first attempt instead of racing it.
     pub(crate) txn_lock: tokio::sync::Mutex<()>,
+    /// Spaces are made one at a time (`Runtime::space`).
+    pub(crate) space_lock: tokio::sync::Mutex<()>,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Every long-lived task holds a clone; shutdown drops this one and waits
     /// until all clones are gone.
@@ -502,6 +504,7 @@ pub async fn run(
         encryption_notices: Mutex::new(HashMap::new()),
         display_names: Mutex::new(HashMap::new()),
         txn_lock: tokio::sync::Mutex::new(()),
+        space_lock: tokio::sync::Mutex::new(()),
         shutdown: shutdown_rx.clone(),
         task_guard: Mutex::new(Some(task_guard)),
     });

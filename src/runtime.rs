@@ -128,6 +128,68 @@ impl Runtime for RuntimeHandle {
             .map_err(internal)
     }
 
+    async fn space(&self, key: &str, name: &str) -> Result<String, BridgeError> {
+        let network: NetworkId = self.network.as_str().into();
+        let state_key = format!("space:{key}");
+        // One at a time, so two portals appearing together make one space.
+        let _creating = self.bridge.space_lock.lock().await;
+        if let Some(room) = self
+            .bridge
+            .store
+            .state(&network, &state_key)
+            .await
+            .map_err(internal)?
+            .and_then(|v| v.as_str().map(str::to_owned))
+        {
+            return Ok(room);
+        }
+        let mut options = crate::matrix::CreateRoom::new();
+        options.name = Some(name.to_owned());
+        options.creation_content = Some(serde_json::json!({"type": "m.space"}));
+        options.invite = self
+            .bridge
+            .permissions
+            .admins()
+            .filter_map(|a| ruma::UserId::parse(a).ok())
+            .collect();
+        let room = self
+            .bridge
+            .bot
+            .create_room(&options)
+            .await
+            .map_err(internal)?
+            .to_string();
+        self.bridge
+            .store
+            .set_state(&network, &state_key, &serde_json::json!(room))
+            .await
+            .map_err(internal)?;
+        tracing::info!(space = %room, "space created");
+        Ok(room)
+    }
+
+    async fn add_to_space(&self, space_room: &str, portal: &PortalKey) -> Result<(), BridgeError> {
+        let Some(room) = self.portal_room(portal).await? else {
+            return Ok(());
+        };
+        let space = ruma::RoomId::parse(space_room).map_err(internal)?;
+        let child = ruma::RoomId::parse(&room).map_err(internal)?;
+        let via = serde_json::json!({"via": [self.bridge.domain()]});
+        self.bridge
+            .bot
+            .send_state(&space, "m.space.child", &room, &via, None)
+            .await
+            .map_err(internal)?;
+        let mut parent = via.clone();
+        parent["canonical"] = serde_json::json!(true);
+        self.bridge
+            .bot
+            .send_state(&child, "m.space.parent", space_room, &parent, None)
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
     async fn link_portal(&self, room: &str, info: PortalInfo) -> Result<(), BridgeError> {
         // `room` may be an alias (a static mapping in a module's config).
         // Joining resolves it, and lets the bot in where it was only invited

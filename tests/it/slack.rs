@@ -464,6 +464,19 @@ async fn private_channels_are_bridged_automatically_with_auto_bridge() {
         .await;
     let name = alice.room_state(&room, "m.room.name", "").await.unwrap();
     assert_eq!(name["name"], "#secret-plans");
+    // The workspace is a space holding the portal; the admins are invited.
+    let parent = alice
+        .wait_for_event(&room, |e| e["type"] == "m.space.parent", DEFAULT_TIMEOUT)
+        .await;
+    let space = parent["state_key"].as_str().unwrap().to_owned();
+    alice.join(&space).await;
+    let create = alice.room_state(&space, "m.room.create", "").await.unwrap();
+    assert_eq!(create["type"], "m.space");
+    let child = alice
+        .room_state(&space, "m.space.child", &room)
+        .await
+        .unwrap();
+    assert_eq!(child["via"], json!(["localhost"]));
     alice.send_text(&room, "understood").await;
     fake.wait_until("the answer in the private channel", DEFAULT_TIMEOUT, |f| {
         f.messages("G1").iter().any(|m| m["text"] == "understood")

@@ -66,6 +66,16 @@ pub trait Runtime: Send + Sync + 'static {
     /// is already bridged elsewhere.
     async fn link_portal(&self, room_id: &str, info: PortalInfo) -> Result<(), BridgeError>;
 
+    /// A Matrix space grouping some of this module's portals (a Slack
+    /// workspace, say), made once per `key` with `name`, the bridge admins
+    /// invited. Returns its room id.
+    async fn space(&self, key: &str, name: &str) -> Result<String, BridgeError>;
+
+    /// Puts a portal's room into a space made by [`Runtime::space`]
+    /// (`m.space.child` in the space, `m.space.parent` in the room). Does
+    /// nothing when the portal has no room yet.
+    async fn add_to_space(&self, space_room: &str, portal: &PortalKey) -> Result<(), BridgeError>;
+
     /// The logins of this module's network (to reconnect them at start).
     async fn logins(&self) -> Result<Vec<Login>, BridgeError>;
 

@@ -52,6 +52,8 @@ pub(crate) struct Workspace {
     pub team: OnceLock<String>,
     pub bot_user: OnceLock<String>,
     pub bot_id: OnceLock<String>,
+    /// The workspace's name in Slack (its space's name in Matrix).
+    pub team_name: OnceLock<String>,
     broken: Mutex<bool>,
 }
 
@@ -85,6 +87,7 @@ impl SlackModule {
                     team: OnceLock::new(),
                     bot_user: OnceLock::new(),
                     bot_id: OnceLock::new(),
+                    team_name: OnceLock::new(),
                     broken: Mutex::new(false),
                 })
             })
@@ -235,12 +238,12 @@ impl Inner {
             return true;
         };
         let portal = ids::portal_key(team, channel);
-        match self.is_bridged(&portal).await {
-            Ok(true) => {}
-            Ok(false) if ws.config.auto_bridge && !channel.starts_with('D') => {}
+        let new_portal = match self.is_bridged(&portal).await {
+            Ok(true) => false,
+            Ok(false) if ws.config.auto_bridge && !channel.starts_with('D') => true,
             Ok(false) => return true,
             Err(_) => return false,
-        }
+        };
         // Names of the sender and of everyone mentioned, looked up first:
         // the converter does no I/O.
         let mut users: Vec<String> =
@@ -285,20 +288,26 @@ impl Inner {
         let pending: Vec<_> = mapped.into_iter().map(|e| runtime.enqueue(e)).collect();
         // Acknowledge once in Matrix, or after two seconds in the queue.
         let all = futures::future::join_all(pending);
-        match tokio::time::timeout(Duration::from_secs(2), all).await {
+        let ack = match tokio::time::timeout(Duration::from_secs(2), all).await {
             Ok(results) => {
+                let mut ack = true;
                 for r in results {
                     if let Err(e) = r {
                         if e.is_retryable() {
-                            return false;
+                            ack = false;
+                        } else {
+                            tracing::warn!(error = %e, "a Slack event was not bridged");
                         }
-                        tracing::warn!(error = %e, "a Slack event was not bridged");
                     }
                 }
-                true
+                ack
             }
             Err(_) => true,
+        };
+        if new_portal {
+            self.add_to_workspace_space(&ws, &portal).await;
         }
+        ack
     }
 
     async fn start_workspace(self: &Arc<Self>, ws: Arc<Workspace>) -> Result<(), BridgeError> {
@@ -323,6 +332,9 @@ impl Inner {
         let _ = ws
             .bot_id
             .set(auth["bot_id"].as_str().unwrap_or_default().to_owned());
+        let _ = ws
+            .team_name
+            .set(auth["team"].as_str().unwrap_or(&ws.name).to_owned());
         tracing::info!(workspace = %ws.name, "Slack workspace ready");
         if ws.config.mode == EventMode::SocketMode {
             let inner = self.clone();
@@ -351,6 +363,21 @@ impl Inner {
             self.tasks.lock().expect("lock").push(task);
         }
         Ok(())
+    }
+
+    /// Puts a portal into its workspace's Matrix space (made on first use).
+    async fn add_to_workspace_space(&self, ws: &Workspace, portal: &PortalKey) {
+        let Ok(runtime) = self.runtime() else { return };
+        let (Some(team), Some(name)) = (ws.team.get(), ws.team_name.get()) else {
+            return;
+        };
+        let added = async {
+            let space = runtime.space(team, &format!("{name} (Slack)")).await?;
+            runtime.add_to_space(&space, portal).await
+        };
+        if let Err(e) = added.await {
+            tracing::warn!(workspace = %ws.name, error = %e, "could not add a portal to the workspace's space");
+        }
     }
 
     async fn portal_info(&self, ws: &Workspace, channel: &str) -> Result<PortalInfo, BridgeError> {
@@ -611,6 +638,7 @@ impl Network for SlackModule {
                     .runtime()?
                     .link_portal(&ctx.room_id, info.clone())
                     .await?;
+                self.inner.add_to_workspace_space(&ws, &info.key).await;
                 Ok(format!(
                     "This room is now bridged to {} in the Slack workspace {}.",
                     info.name.as_deref().unwrap_or(channel),

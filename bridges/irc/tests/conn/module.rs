@@ -36,6 +36,14 @@ impl Runtime for RecordingRuntime {
         Box::pin(async { Ok(Some("$bridged".to_owned())) })
     }
 
+    async fn space(&self, _key: &str, _name: &str) -> Result<String, BridgeError> {
+        Err(BridgeError::unsupported("no spaces in this test"))
+    }
+
+    async fn add_to_space(&self, _space: &str, _portal: &PortalKey) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
     fn ghost_mxid(&self, user: &passerelle_api::RemoteUserId) -> String {
         format!("@_irc_{}:localhost", user.as_str())
     }
