@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use passerelle_api::config::duration;
+pub use passerelle_api::config::{ConfigProblem, parse_duration};
+use serde::Deserialize;
 
 /// The whole `bridges.irc` section.
 #[derive(Clone, Debug, Deserialize)]
@@ -126,37 +128,6 @@ fn default_max_lines() -> usize {
 }
 fn default_power_levels() -> BTreeMap<char, i64> {
     BTreeMap::from([('o', 50), ('h', 25), ('v', 1)])
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).ok_or_else(|| {
-        serde::de::Error::custom(format!("`{s}` is not a duration like 30s, 10m, 12h or 7d"))
-    })
-}
-
-/// `500ms`, `30s`, `10m`, `12h`, `7d`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let ms = match unit.trim() {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        "d" => n * 86_400_000,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
-}
-
-/// A config problem: the key under `bridges.irc` and what is wrong.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigProblem {
-    pub key: String,
-    pub message: String,
 }
 
 impl IrcConfig {
@@ -295,13 +266,5 @@ mod tests {
             let config = parse(serde_json::json!({"enabled": true, "networks": {"net": network}}));
             assert_eq!(config.validate().unwrap_err().key, key);
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86400)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("soon"), None);
-        assert_eq!(parse_duration("5 parsecs"), None);
     }
 }
