@@ -2,7 +2,8 @@
 
 use super::mirc::{BOLD, COLOR, ITALIC, MONOSPACE, RESET, STRIKETHROUGH, UNDERLINE};
 use super::palette::Rgb;
-use passerelle_api::html::{Token, Tokenizer};
+pub(super) use passerelle_api::html::pill_target;
+use passerelle_api::html::{Token, Tokenizer, VOID_ELEMENTS, matrix_to_id};
 
 /// Converts a Matrix message to IRC text, rendering mention pills as their
 /// link text. See [`matrix_to_irc_with`].
@@ -312,11 +313,6 @@ struct Converter<'a> {
 /// How deep elements may nest before further start tags are ignored.
 const MAX_DEPTH: usize = 256;
 
-const VOID: &[&str] = &[
-    "br", "hr", "img", "wbr", "input", "meta", "link", "area", "base", "col", "embed", "source",
-    "track", "param",
-];
-
 const BLOCKS: &[&str] = &[
     "p",
     "div",
@@ -406,7 +402,7 @@ impl Converter<'_> {
             } => {
                 let name = name.clone();
                 if self.hidden() {
-                    if !self_closing && !VOID.contains(&name.as_str()) {
+                    if !self_closing && !VOID_ELEMENTS.contains(&name.as_str()) {
                         self.push(name, self.look(), Kind::Inline, true);
                     }
                     return;
@@ -453,7 +449,7 @@ impl Converter<'_> {
                 }
                 return;
             }
-            _ if VOID.contains(&name.as_str()) => return,
+            _ if VOID_ELEMENTS.contains(&name.as_str()) => return,
             _ => {}
         }
         if self_closing {
@@ -655,49 +651,6 @@ impl Converter<'_> {
             self.out.flowing_text(&format!("<{url}>"), look);
         }
     }
-}
-
-/// The Matrix user a mention pill's link points at.
-pub(super) fn pill_target(href: &str) -> Option<String> {
-    let id = matrix_to_id(href).or_else(|| {
-        let rest = href.strip_prefix("matrix:u/")?;
-        let user = rest.split(['?', '#']).next().unwrap_or_default();
-        Some(format!("@{}", percent_decode(user)))
-    })?;
-    let (local, server) = id.strip_prefix('@')?.split_once(':')?;
-    (!local.is_empty() && !server.is_empty()).then_some(id)
-}
-
-/// The identifier of a `https://matrix.to/#/<id>` link, percent-decoded.
-fn matrix_to_id(href: &str) -> Option<String> {
-    let rest = href
-        .strip_prefix("https://matrix.to/#/")
-        .or_else(|| href.strip_prefix("http://matrix.to/#/"))?;
-    let id = rest.split('?').next().unwrap_or_default();
-    Some(percent_decode(id))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            Some(byte) if bytes[i] == b'%' => {
-                out.push(byte);
-                i += 3;
-            }
-            _ => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether a link's text already says where it goes, so repeating the URL

@@ -1,6 +1,6 @@
 //! A Matrix message (`org.matrix.custom.html`) -> Slack mrkdwn.
 
-use passerelle_api::html::{Token, Tokenizer};
+use passerelle_api::html::{Token, Tokenizer, VOID_ELEMENTS, pill_target};
 
 /// Converts a Matrix message to the `text` of a Slack message.
 ///
@@ -130,11 +130,6 @@ enum Child {
 /// How deep elements may nest before further start tags are ignored.
 const MAX_DEPTH: usize = 256;
 
-const VOID: &[&str] = &[
-    "br", "hr", "img", "wbr", "input", "meta", "link", "area", "base", "col", "embed", "source",
-    "track", "param",
-];
-
 const HIDDEN: &[&str] = &["mx-reply", "script", "style", "head", "title", "template"];
 
 const BLOCKS: &[&str] = &[
@@ -247,7 +242,7 @@ fn build_tree(html: &str) -> Node {
                 ..
             } => {
                 let kind = kind_of(name, &token);
-                let void = VOID.contains(&name.as_str());
+                let void = VOID_ELEMENTS.contains(&name.as_str());
                 if name == "p" && stack.last().is_some_and(|(open, _)| open == "p") {
                     let top = stack.len() - 1;
                     close_to(&mut stack, top);
@@ -725,43 +720,4 @@ fn encode_url(href: &str) -> String {
         }
     }
     url
-}
-
-/// The Matrix user a mention pill's link points at.
-fn pill_target(href: &str) -> Option<String> {
-    let id = href
-        .strip_prefix("https://matrix.to/#/")
-        .or_else(|| href.strip_prefix("http://matrix.to/#/"))
-        .map(|rest| percent_decode(rest.split('?').next().unwrap_or_default()))
-        .or_else(|| {
-            let rest = href.strip_prefix("matrix:u/")?;
-            let user = rest.split(['?', '#']).next().unwrap_or_default();
-            Some(format!("@{}", percent_decode(user)))
-        })?;
-    let (local, server) = id.strip_prefix('@')?.split_once(':')?;
-    (!local.is_empty() && !server.is_empty()).then_some(id)
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(byte) if bytes[i] == b'%' => {
-                out.push(byte);
-                i += 3;
-            }
-            _ => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

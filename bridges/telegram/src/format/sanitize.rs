@@ -66,49 +66,10 @@ pub(super) fn class_language(class: &str) -> Option<String> {
         .and_then(code_language)
 }
 
-/// The Matrix user a mention pill's link points at:
-/// `https://matrix.to/#/@user:server` or `matrix:u/user:server`.
+/// The Matrix user a mention pill's link points at (surrounding spaces
+/// ignored).
 pub(super) fn pill_target(href: &str) -> Option<String> {
-    let href = href.trim();
-    let id = matrix_to_id(href).or_else(|| {
-        let rest = href.strip_prefix("matrix:u/")?;
-        let user = rest.split(['?', '#']).next().unwrap_or_default();
-        Some(format!("@{}", percent_decode(user)))
-    })?;
-    let (local, server) = id.strip_prefix('@')?.split_once(':')?;
-    (!local.is_empty() && !server.is_empty()).then_some(id)
-}
-
-/// The identifier of a `https://matrix.to/#/<id>` link, percent-decoded.
-fn matrix_to_id(href: &str) -> Option<String> {
-    let rest = href
-        .strip_prefix("https://matrix.to/#/")
-        .or_else(|| href.strip_prefix("http://matrix.to/#/"))?;
-    let id = rest.split('?').next().unwrap_or_default();
-    Some(percent_decode(id))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            Some(byte) if bytes[i] == b'%' => {
-                out.push(byte);
-                i += 3;
-            }
-            _ => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    passerelle_api::html::pill_target(href.trim())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use passerelle_api::html::{Token, Tokenizer};
+use passerelle_api::html::{Token, Tokenizer, VOID_ELEMENTS};
 
 use super::sanitize::{TELEGRAM_SCHEMES, class_language, pill_target, safe_href};
 use super::tags::{Rank, keep};
@@ -385,11 +385,6 @@ struct Converter<'a> {
 /// How deep elements may nest before further start tags are ignored.
 const MAX_DEPTH: usize = 256;
 
-const VOID: &[&str] = &[
-    "br", "hr", "img", "wbr", "input", "meta", "link", "area", "base", "col", "embed", "source",
-    "track", "param",
-];
-
 const BLOCKS: &[&str] = &[
     "p",
     "div",
@@ -468,7 +463,7 @@ impl Converter<'_> {
             } => {
                 let name = name.clone();
                 if self.hidden() {
-                    if !self_closing && !VOID.contains(&name.as_str()) {
+                    if !self_closing && !VOID_ELEMENTS.contains(&name.as_str()) {
                         self.push(name, self.style(), Kind::Inline, true);
                     }
                     return;
@@ -521,7 +516,7 @@ impl Converter<'_> {
                 }
                 return;
             }
-            _ if VOID.contains(&name.as_str()) => return,
+            _ if VOID_ELEMENTS.contains(&name.as_str()) => return,
             _ => {}
         }
         if self_closing {
