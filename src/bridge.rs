@@ -558,6 +558,17 @@ pub async fn run(
         None => None,
     };
 
+    // Events a module handed over durably before the last stop go first in
+    // their portals' queues.
+    match bridge.replay_spool().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            events = n,
+            "delivering remote events spooled before the last stop"
+        ),
+        Err(e) => tracing::warn!(error = %e, "spooled remote events stay until the next start"),
+    }
+
     // Modules first: the successful ping below makes the homeserver send
     // its backlog at once, and that must find the modules ready.
     for (id, network) in bridge.networks() {

@@ -76,6 +76,25 @@ impl Bridge {
         Ok(mxid)
     }
 
+    /// Brings an existing ghost's profile up to date. False when the user has
+    /// no ghost: none is made.
+    pub(crate) async fn update_ghost(
+        self: &Arc<Self>,
+        network_id: &str,
+        sender: &Sender,
+    ) -> anyhow::Result<bool> {
+        if self
+            .store
+            .ghost(&network_id.into(), &sender.id)
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        self.ensure_ghost(network_id, sender).await?;
+        Ok(true)
+    }
+
     /// Makes `user_id` a member of `room_id`: joins directly, or gets invited
     /// by the bot first when the room is not public.
     pub(crate) async fn ensure_joined(&self, room_id: &str, user_id: &str) -> anyhow::Result<()> {

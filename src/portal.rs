@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use passerelle_api::{
-    BridgeError, MessageContent, MessageKind, PortalInfo, PortalKey, PortalKind, RemoteEvent,
-    RemoteEventKind,
+    BridgeError, MessageContent, MessageKind, Pending, PortalInfo, PortalKey, PortalKind,
+    RemoteEvent, RemoteEventKind,
 };
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -26,6 +26,8 @@ pub(crate) enum Job {
     Remote {
         event: Box<RemoteEvent>,
         done: oneshot::Sender<Result<Option<String>, BridgeError>>,
+        /// Its row in the remote spool, deleted once delivery is over.
+        spool: Option<i64>,
     },
     Matrix {
         job: Box<MatrixJob>,
@@ -116,6 +118,51 @@ impl Bridge {
         true
     }
 
+    /// Queues a remote event on its portal; the future resolves once it is in
+    /// Matrix. `spool`: its row in the remote spool, if it has one.
+    pub(crate) fn push_remote(self: &Arc<Self>, event: RemoteEvent, spool: Option<i64>) -> Pending {
+        let (done, wait) = oneshot::channel();
+        let queued = self.push_job(
+            event.portal.clone(),
+            Job::Remote {
+                event: Box::new(event),
+                done,
+                spool,
+            },
+        );
+        Box::pin(async move {
+            if !queued {
+                return Err(BridgeError::retryable("the bridge is shutting down"));
+            }
+            wait.await
+                .unwrap_or_else(|_| Err(BridgeError::retryable("the bridge is shutting down")))
+        })
+    }
+
+    /// Queues the events left in the remote spool at the last stop, before
+    /// the modules start, so they come first in their portals.
+    pub(crate) async fn replay_spool(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let rows = self.store.spooled().await?;
+        let mut queued = 0;
+        for row in rows {
+            if self.network(row.network.as_str()).is_none() {
+                tracing::warn!(network = %row.network, seq = row.seq, "a spooled event waits for its module to be enabled");
+                continue;
+            }
+            match serde_json::from_str::<RemoteEvent>(&row.event) {
+                Ok(event) => {
+                    drop(self.push_remote(event, Some(row.seq)));
+                    queued += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(seq = row.seq, error = %e, "dropping an unreadable spooled event");
+                    self.store.spool_remove(row.seq).await?;
+                }
+            }
+        }
+        Ok(queued)
+    }
+
     /// Remote -> Matrix with the portal queue's retry: a homeserver outage
     /// delays delivery, it does not lose it.
     async fn deliver_remote(
@@ -143,7 +190,7 @@ impl Bridge {
                     if is_internal_error(&e) {
                         server_errors += 1;
                     }
-                    tracing::warn!(portal = %event.portal, kind, error = %e, retry_in = ?delay, "homeserver unavailable, will retry");
+                    tracing::warn!(portal = %event.portal, kind, error = %e, retry_in = ?delay, "homeserver or database unavailable, will retry");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(60));
                 }
@@ -821,8 +868,16 @@ async fn worker(
         };
         bridge.queues.add_depth(-1);
         match job {
-            Job::Remote { event, done } => {
+            Job::Remote { event, done, spool } => {
                 let result = bridge.deliver_remote(*event).await;
+                // Interrupted by the shutdown: the spooled copy is delivered
+                // at the next start. Otherwise it is done with, either way.
+                if let Some(seq) = spool
+                    && (result.is_ok() || !bridge.is_shutting_down())
+                    && let Err(e) = bridge.store.spool_remove(seq).await
+                {
+                    tracing::warn!(seq, error = %e, "could not clear a spooled event; it is delivered again at the next start");
+                }
                 let _ = done.send(result);
             }
             Job::Matrix { job } => bridge.deliver_matrix(*job).await,

@@ -8,10 +8,8 @@ use passerelle_api::{
     BridgeError, Login, NetworkId, Pending, PortalInfo, PortalKey, RemoteEvent, RemoteMessageId,
     Runtime,
 };
-use tokio::sync::oneshot;
 
 use crate::bridge::Bridge;
-use crate::portal::Job;
 use crate::store::LoginRow;
 
 pub struct RuntimeHandle {
@@ -40,21 +38,43 @@ impl Runtime for RuntimeHandle {
             );
             return Box::pin(async move { Err(BridgeError::permanent(msg)) });
         }
-        let (done, wait) = oneshot::channel();
-        let queued = self.bridge.push_job(
-            event.portal.clone(),
-            Job::Remote {
-                event: Box::new(event),
-                done,
-            },
-        );
-        Box::pin(async move {
-            if !queued {
-                return Err(BridgeError::retryable("the bridge is shutting down"));
-            }
-            wait.await
-                .unwrap_or_else(|_| Err(BridgeError::retryable("the bridge is shutting down")))
-        })
+        self.bridge.push_remote(event, None)
+    }
+
+    async fn enqueue_durable(
+        &self,
+        key: &str,
+        event: RemoteEvent,
+    ) -> Result<Option<Pending>, BridgeError> {
+        if event.portal.network.as_str() != self.network {
+            return Err(BridgeError::permanent(format!(
+                "module {} enqueued an event for {}",
+                self.network, event.portal.network
+            )));
+        }
+        let json = serde_json::to_string(&event).map_err(internal)?;
+        let Some(seq) = self
+            .bridge
+            .store
+            .spool_add(
+                &NetworkId::new(&self.network),
+                key,
+                &json,
+                crate::bridge::now_ms(),
+            )
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(self.bridge.push_remote(event, Some(seq))))
+    }
+
+    async fn update_ghost(&self, sender: passerelle_api::Sender) -> Result<bool, BridgeError> {
+        self.bridge
+            .update_ghost(&self.network, &sender)
+            .await
+            .map_err(internal)
     }
 
     fn ghost_mxid(&self, user: &passerelle_api::RemoteUserId) -> String {

@@ -8,16 +8,19 @@
 //! `migrations/sqlite/` and `migrations/postgres/`: the same tables and
 //! columns, only the types differ.
 //!
-//! Privacy: no message body is ever stored. The message map only links remote
-//! ids to Matrix event ids, and [`Store::purge_before`] enforces retention.
+//! Privacy: no message body is kept. The message map only links remote ids to
+//! Matrix event ids, the spool holds an event only until it is in Matrix, and
+//! [`Store::purge_before`] enforces retention.
 //!
 //! One noun per file: `portal`, `ghost`, `user` (Matrix users and their
 //! logins), `message` (message and reaction maps), `txn` (appservice
-//! transaction and event dedupe), `state` (module state).
+//! transaction and event dedupe), `state` (module state), `spool` (remote
+//! events handed over durably, until they reach Matrix).
 
 mod ghost;
 mod message;
 mod portal;
+mod spool;
 mod state;
 mod txn;
 mod user;
@@ -31,6 +34,7 @@ use sqlx::{AnyPool, Executor, Row};
 pub use ghost::GhostRow;
 pub use message::{MessageRow, ReactionRow};
 pub use portal::PortalRow;
+pub use spool::SpoolRow;
 pub use txn::PurgeCounts;
 pub use user::{LoginRow, LoginState, MatrixUserRow};
 

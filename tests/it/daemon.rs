@@ -175,3 +175,106 @@ async fn the_retention_purge_runs_on_its_schedule() {
     }
     bridge.stop().await;
 }
+
+/// A TCP relay between the bridge and PostgreSQL that the test can cut, as a
+/// database restart or a network failure would: open connections die and new
+/// ones are refused until `restore`.
+struct CuttableLink {
+    addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl CuttableLink {
+    async fn start(target: String) -> CuttableLink {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let link = CuttableLink {
+            addr: listener.local_addr().unwrap(),
+            cut: Default::default(),
+            open: Default::default(),
+        };
+        let (cut, open) = (link.cut.clone(), link.open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if cut.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                open.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        link
+    }
+
+    fn cut(&self) -> usize {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        let open = std::mem::take(&mut *self.open.lock().unwrap());
+        let n = open.iter().filter(|t| !t.is_finished()).count();
+        open.iter().for_each(|t| t.abort());
+        n
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_lost_database_connection_is_retried_not_fatal() {
+    // Always PostgreSQL: a database server that goes away is its failure.
+    let db = crate::harness::fresh_postgres_db("dblost").await;
+    let mut url = url::Url::parse(&db).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let link = CuttableLink::start(target).await;
+    url.set_port(Some(link.addr.port())).unwrap();
+    let mut bridge = RunningBridge::start(url.as_str()).await;
+    let alice = setup().await.hs.register_user("alice").await;
+    let room = crate::bridging::portal_with(&bridge, "dblost", &alice).await;
+
+    // The database is gone for three seconds; a remote message arrives
+    // meanwhile. Its delivery waits and goes through once the link is back.
+    let severed = link.cut();
+    assert!(
+        severed > 0,
+        "the bridge had no open database connection to lose"
+    );
+    let during = remote(
+        "dblost",
+        "bob",
+        crate::bridging::now_ms(),
+        RemoteEventKind::Message(MessageContent::text("sent while the database was away")),
+    )
+    .with_remote_id("r-during");
+    let net = bridge.net.clone();
+    let pushed = tokio::spawn(async move { net.push(during).await });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!pushed.is_finished(), "delivered without a database?");
+    link.restore();
+    let event_id = pushed
+        .await
+        .unwrap()
+        .expect("delivered after the database came back")
+        .expect("an event id");
+    let seen = alice
+        .wait_for_event(
+            &room,
+            |e| e["content"]["body"] == "sent while the database was away",
+            crate::support::synapse::DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert_eq!(seen["event_id"], event_id.as_str());
+
+    // The daemon is still whole: Matrix -> remote goes through as well.
+    let sent = alice.send_text(&room, "and back").await;
+    bridge
+        .net
+        .wait_received("alice's message after the outage", |e| e.event_id == sent)
+        .await;
+    bridge.stop().await;
+}

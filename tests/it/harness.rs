@@ -328,7 +328,7 @@ pub async fn fresh_db(name: &str) -> String {
     format!("sqlite://{}", path.display())
 }
 
-async fn fresh_postgres_db(name: &str) -> String {
+pub async fn fresh_postgres_db(name: &str) -> String {
     use sqlx::Connection;
     let base = std::env::var("PASSERELLE_TEST_POSTGRES_URL").unwrap_or_else(|_| {
         panic!(

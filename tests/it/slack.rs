@@ -41,26 +41,44 @@ async fn connected(fake: &FakeSlack) {
 }
 
 async fn linked_room(user: &TestClient, channel: &str) -> String {
-    let room = user
-        .create_room(json!({"preset": "private_chat", "invite": [BOT],
-            "power_level_content_override": {"users": {BOT: 100}}}))
-        .await;
-    user.wait_for_event(
-        &room,
-        |e| {
-            e["type"] == "m.room.member"
-                && e["state_key"] == BOT
-                && e["content"]["membership"] == "join"
-        },
-        DEFAULT_TIMEOUT,
-    )
-    .await;
+    let room = user.room_with_bot(BOT, json!({})).await;
     let reply = user.command(&room, &format!("link slack {channel}")).await;
-    assert_eq!(
-        reply,
-        "This room is now bridged to #general in the Slack workspace acme."
+    assert!(
+        reply.starts_with("This room is now bridged to #")
+            && reply.ends_with(" in the Slack workspace acme."),
+        "{reply}"
     );
     room
+}
+
+/// `login slack acme <token>` in a new management room (a DM with the bot),
+/// which it returns.
+async fn log_in(user: &TestClient, token: &str) -> String {
+    let dm = user
+        .room_with_bot(
+            BOT,
+            json!({"is_direct": true, "preset": "trusted_private_chat",
+                "power_level_content_override": null}),
+        )
+        .await;
+    let sent = user
+        .send_text(&dm, &format!("login slack acme {token}"))
+        .await;
+    let reply = user
+        .wait_for_event(
+            &dm,
+            |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == sent.as_str(),
+            DEFAULT_TIMEOUT,
+        )
+        .await;
+    assert!(
+        reply["content"]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Logged in to acme as"),
+        "{reply}"
+    );
+    dm
 }
 
 fn from_ghost(body: &str) -> impl Fn(&Value) -> bool + '_ {
@@ -272,6 +290,195 @@ async fn redelivered_events_and_reconnects_bridge_each_message_once() {
 }
 
 #[tokio::test]
+async fn logged_in_users_get_their_dms_and_channel_membership_and_profiles_follow() {
+    let fake = fake_workspace().await;
+    fake.add_user("U5", "dave", "Dave S", None);
+    fake.add_user("U6", "erin", "Erin", None);
+    fake.add_channel("C2", "random", false);
+    fake.join("C2", &fake.bot_user_id());
+    fake.join("C2", "U6");
+    fake.add_channel("G2", "secret", true);
+    fake.join("G2", &fake.bot_user_id());
+    fake.add_user_dm("D9", "U5", "U6");
+    let dave_token = fake.add_user_token("U5");
+    let hs = setup().await.hs;
+    let mut bridge = RunningBridge::start_with_modules(
+        &fresh_db("slack-dms").await,
+        "",
+        vec![slack_module(&fake)],
+    )
+    .await;
+    connected(&fake).await;
+    let admin = hs.register_user("alice").await;
+    let public = linked_room(&admin, "C2").await;
+    let private = linked_room(&admin, "G2").await;
+    let dave = hs.register_user("dave").await;
+    log_in(&dave, &dave_token).await;
+
+    // Joining a portal as a logged-in user joins the Slack channel: a public
+    // one by conversations.join with her token, a private one by the bot's
+    // invitation. Leaving the room leaves the channel.
+    for room in [&public, &private] {
+        admin.invite(room, dave.user_id()).await;
+        dave.join(room).await;
+    }
+    fake.wait_until("dave in #random and #secret", DEFAULT_TIMEOUT, |f| {
+        f.members("C2").contains(&"U5".to_owned()) && f.members("G2").contains(&"U5".to_owned())
+    })
+    .await;
+    let joined = fake.calls("conversations.join");
+    assert_eq!(joined.len(), 2, "{joined:?}");
+    assert!(joined.iter().all(|c| c["_token"] == dave_token.as_str()));
+    let invited = fake.calls("conversations.invite");
+    assert_eq!(invited.len(), 1, "{invited:?}");
+    assert_eq!(invited[0]["users"], "U5");
+    assert_eq!(invited[0]["_token"], fake.bot_token().as_str());
+    dave.leave(&public).await;
+    fake.wait_until("dave out of #random", DEFAULT_TIMEOUT, |f| {
+        !f.members("C2").contains(&"U5".to_owned())
+    })
+    .await;
+
+    // A DM to her Slack account opens a DM portal he is invited to, named
+    // after the other person, with no relay: he answers as himself.
+    let since = dave.sync_token().await;
+    fake.user_posts("D9", "U6", "hi dave");
+    let dm = dave.wait_invite(&since).await;
+    dave.join(&dm).await;
+    let erin = "@_slack_t0fake_u6:localhost";
+    dave.wait_for_event(
+        &dm,
+        |e| e["sender"] == erin && e["content"]["body"] == "hi dave",
+        DEFAULT_TIMEOUT,
+    )
+    .await;
+    let name = dave.room_state(&dm, "m.room.name", "").await;
+    assert_eq!(name.as_ref().map(|n| &n["name"]), Some(&json!("Erin")));
+    dave.send_text(&dm, "hello erin").await;
+    fake.wait_until("the answer in the DM", DEFAULT_TIMEOUT, |f| {
+        f.messages("D9").iter().any(|m| m["text"] == "hello erin")
+    })
+    .await;
+    let answer = fake
+        .calls("chat.postMessage")
+        .into_iter()
+        .find(|c| c["channel"] == "D9")
+        .expect("posted to the DM");
+    assert_eq!(answer["_token"], dave_token.as_str());
+    fake.user_posts("D9", "U6", "got it");
+    dave.wait_for_event(
+        &dm,
+        |e| e["sender"] == erin && e["content"]["body"] == "got it",
+        DEFAULT_TIMEOUT,
+    )
+    .await;
+    let bodies: Vec<Value> = dave
+        .messages(&dm)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["content"]["body"].clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        [json!("hi dave"), json!("hello erin"), json!("got it")],
+        "his own answer is not echoed back by a ghost"
+    );
+
+    // A user_change renames the ghost at once, without a new message.
+    fake.user_changes_name("U6", "Erin B");
+    let path = format!("/_matrix/client/v3/profile/{erin}/displayname");
+    let deadline = std::time::Instant::now() + DEFAULT_TIMEOUT;
+    loop {
+        let profile = dave.call(reqwest::Method::GET, &path, None).await;
+        if profile["displayname"] == "Erin B" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{profile}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn events_acknowledged_to_slack_survive_a_crash_in_the_spool() {
+    let fake = fake_workspace().await;
+    let hs = setup().await.hs;
+    let db = fresh_db("slack-spool").await;
+    let mut bridge = RunningBridge::start_with_modules(&db, "", vec![slack_module(&fake)]).await;
+    connected(&fake).await;
+    let user = hs.register_user("alice").await;
+    let room = linked_room(&user, "C1").await;
+    fake.user_posts("C1", "U1", "before the crash");
+    user.wait_for_event(&room, from_ghost("before the crash"), DEFAULT_TIMEOUT)
+        .await;
+    bridge.stop().await;
+    drop(bridge); // gives up its turn on the appservice port
+
+    // What a crash leaves behind: an event acknowledged to Slack (which will
+    // not send it again) that was stored but had not reached Matrix.
+    let store = passerelle::store::Store::connect(&db, &Default::default())
+        .await
+        .unwrap();
+    let event = passerelle_api::RemoteEvent::new(
+        passerelle_api::PortalKey::new("slack", "T0FAKE/C1"),
+        passerelle_api::Sender::new("T0FAKE/U1"),
+        1_700_000_000_000,
+        passerelle_api::RemoteEventKind::Message(passerelle_api::MessageContent::text(
+            "spooled before the crash",
+        )),
+    )
+    .with_remote_id("1700000000.000100");
+    let json = serde_json::to_string(&event).unwrap();
+    let network = passerelle_api::NetworkId::new("slack");
+    assert!(
+        store
+            .spool_add(&network, "EvCRASH/0", &json, 1)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store.close().await;
+
+    let mut bridge = RunningBridge::start_with_modules(&db, "", vec![slack_module(&fake)]).await;
+    user.wait_for_event(
+        &room,
+        from_ghost("spooled before the crash"),
+        DEFAULT_TIMEOUT,
+    )
+    .await;
+    // Delivered: the stored copy (its content) is gone.
+    let store = passerelle::store::Store::connect(&db, &Default::default())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + DEFAULT_TIMEOUT;
+    while !store.spooled().await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spool was not cleared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A live event goes through the spool too and leaves nothing behind.
+    fake.user_posts("C1", "U1", "after the restart");
+    user.wait_for_event(&room, from_ghost("after the restart"), DEFAULT_TIMEOUT)
+        .await;
+    fake.wait_until("every event acknowledged", DEFAULT_TIMEOUT, |f| {
+        f.unacked() == 0
+    })
+    .await;
+    while !store.spooled().await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spool was not cleared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    store.close().await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
 async fn a_revoked_token_is_reported_and_user_tokens_send_as_the_user() {
     let fake = fake_workspace().await;
     fake.add_user("U2", "dave", "Dave", None);
@@ -289,37 +496,7 @@ async fn a_revoked_token_is_reported_and_user_tokens_send_as_the_user() {
     let room = linked_room(&alice, "C1").await;
 
     // alice logs in with her own token, in her management room (a DM with the bot).
-    let dm = alice
-        .create_room(json!({"is_direct": true, "invite": [BOT], "preset": "trusted_private_chat"}))
-        .await;
-    alice
-        .wait_for_event(
-            &dm,
-            |e| {
-                e["type"] == "m.room.member"
-                    && e["state_key"] == BOT
-                    && e["content"]["membership"] == "join"
-            },
-            DEFAULT_TIMEOUT,
-        )
-        .await;
-    let sent = alice
-        .send_text(&dm, &format!("login slack acme {dave_token}"))
-        .await;
-    let reply = alice
-        .wait_for_event(
-            &dm,
-            |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == sent.as_str(),
-            DEFAULT_TIMEOUT,
-        )
-        .await;
-    assert!(
-        reply["content"]["body"]
-            .as_str()
-            .unwrap()
-            .starts_with("Logged in to acme as"),
-        "{reply}"
-    );
+    let dm = log_in(&alice, &dave_token).await;
     alice.send_text(&room, "as myself").await;
     let posted = fake.wait_call("chat.postMessage", 1, DEFAULT_TIMEOUT).await;
     assert_eq!(posted[0]["_token"], dave_token.as_str());

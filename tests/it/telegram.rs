@@ -31,38 +31,10 @@ fn telegram_module(api_url: &str, extra: Value) -> Arc<dyn Network> {
 
 /// A room of `user`'s where the bridge bot has power, linked to `chat`.
 async fn linked_room(user: &TestClient, chat: i64) -> String {
-    let room = user
-        .create_room(json!({
-            "preset": "private_chat",
-            "invite": [BOT],
-            "power_level_content_override": {"users": {BOT: 100}}
-        }))
-        .await;
-    user.wait_for_event(
-        &room,
-        |e| {
-            e["type"] == "m.room.member"
-                && e["state_key"] == BOT
-                && e["content"]["membership"] == "join"
-        },
-        DEFAULT_TIMEOUT,
-    )
-    .await;
-    let link = user
-        .send_text(&room, &format!("!passerelle link telegram {chat}"))
-        .await;
-    let reply = user
-        .wait_for_event(
-            &room,
-            |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == link.as_str(),
-            DEFAULT_TIMEOUT,
-        )
-        .await;
+    let room = user.room_with_bot(BOT, json!({})).await;
+    let reply = user.command(&room, &format!("link telegram {chat}")).await;
     assert!(
-        reply["content"]["body"]
-            .as_str()
-            .unwrap()
-            .starts_with("This room is now bridged to the Telegram"),
+        reply.starts_with("This room is now bridged to the Telegram"),
         "{reply}"
     );
     room
@@ -764,33 +736,9 @@ async fn a_chat_admin_confirms_a_link_with_a_code() {
     first_poll(&fake).await;
     // dave has the `user` permission, not `admin`.
     let dave = hs.register_user("dave").await;
-    let room = dave
-        .create_room(json!({
-            "preset": "private_chat", "invite": [BOT],
-            "power_level_content_override": {"users": {BOT: 100}}
-        }))
-        .await;
-    dave.wait_for_event(
-        &room,
-        |e| {
-            e["type"] == "m.room.member"
-                && e["state_key"] == BOT
-                && e["content"]["membership"] == "join"
-        },
-        DEFAULT_TIMEOUT,
-    )
-    .await;
-    let ask = dave
-        .send_text(&room, &format!("!passerelle link telegram {chat}"))
-        .await;
-    let answer = dave
-        .wait_for_event(
-            &room,
-            |e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == ask.as_str(),
-            DEFAULT_TIMEOUT,
-        )
-        .await;
-    let text = answer["content"]["body"].as_str().unwrap();
+    let room = dave.room_with_bot(BOT, json!({})).await;
+    let text = dave.command(&room, &format!("link telegram {chat}")).await;
+    let text = text.as_str();
     let code = text
         .split("`/link ")
         .nth(1)

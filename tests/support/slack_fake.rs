@@ -93,6 +93,9 @@ const METHODS: &[MethodSpec] = &[
     MethodSpec { name: "chat.update", per_minute: 50, json: true },
     MethodSpec { name: "conversations.history", per_minute: 50, json: false },
     MethodSpec { name: "conversations.info", per_minute: 50, json: false },
+    MethodSpec { name: "conversations.invite", per_minute: 50, json: true },
+    MethodSpec { name: "conversations.join", per_minute: 50, json: true },
+    MethodSpec { name: "conversations.leave", per_minute: 50, json: true },
     MethodSpec { name: "conversations.list", per_minute: 20, json: false },
     MethodSpec { name: "conversations.members", per_minute: 100, json: false },
     MethodSpec { name: "conversations.replies", per_minute: 50, json: false },
@@ -554,7 +557,11 @@ impl ChannelRec {
                 "is_org_shared": false,
                 "context_team_id": TEAM_ID,
                 "updated": self.created * 1000,
-                "user": self.im_user,
+                "user": self
+                    .members
+                    .iter()
+                    .find(|m| *m != viewer)
+                    .or(self.im_user.as_ref()),
                 "is_user_deleted": false,
                 "priority": 0,
             }));
@@ -1010,14 +1017,36 @@ impl State {
             .is_some_and(|c| c.is_member(user))
     }
 
+    /// Whose installation hears a channel's events: the bot as a member, or
+    /// in a DM the bot is not in, a member who authorised the app with a
+    /// user token (the manifest's `message.im` user event). Slack shows one
+    /// authorisation per event.
+    fn listener(&self, channel: &str) -> Option<String> {
+        let ch = self.channels.get(channel)?;
+        if ch.is_member(BOT_USER_ID) {
+            return Some(BOT_USER_ID.to_owned());
+        }
+        if ch.kind != ChannelKind::Im {
+            return None;
+        }
+        ch.members
+            .iter()
+            .find(|m| {
+                self.tokens
+                    .values()
+                    .any(|t| !t.revoked && t.kind == TokenKind::User((*m).clone()))
+            })
+            .cloned()
+    }
+
     // -- events --------------------------------------------------------------
 
     /// Wraps an event in its `event_callback` and queues it for delivery,
     /// when the app would get it at all (`heard`).
-    fn emit(&mut self, event: Value, heard: bool) {
-        if !heard {
+    fn emit(&mut self, event: Value, listener: Option<String>) {
+        let Some(listener) = listener else {
             return;
-        }
+        };
         self.event_seq += 1;
         let id = format!("Ev{}{:04}", self.rng.upper(6), self.event_seq % 10_000);
         let context = format!("4-{}", self.rng.alnum(48));
@@ -1034,8 +1063,8 @@ impl State {
             "authorizations": [{
                 "enterprise_id": null,
                 "team_id": TEAM_ID,
-                "user_id": BOT_USER_ID,
-                "is_bot": true,
+                "is_bot": listener == BOT_USER_ID,
+                "user_id": listener,
                 "is_enterprise_install": false,
             }],
             "is_ext_shared_channel": false,
@@ -1061,7 +1090,7 @@ impl State {
         broadcast: bool,
     ) -> Map<String, Value> {
         let ts = self.next_ts();
-        let heard = self.is_member(channel, BOT_USER_ID);
+        let heard = self.listener(channel);
         m.insert("ts".into(), json!(ts));
         let ch = self.channels.get_mut(channel).expect("known channel");
         if let Some(t) = thread_ts {
@@ -1111,7 +1140,7 @@ impl State {
         editor: &str,
     ) -> Option<Map<String, Value>> {
         let event_ts = self.next_ts();
-        let heard = self.is_member(channel, BOT_USER_ID);
+        let heard = self.listener(channel);
         let ch = self.channels.get_mut(channel)?;
         let channel_type = ch.channel_type();
         let msg = ch.messages.get_mut(ts)?;
@@ -1144,7 +1173,7 @@ impl State {
     /// Removes a message and sends `message_deleted`.
     fn delete_message(&mut self, channel: &str, ts: &str) -> bool {
         let event_ts = self.next_ts();
-        let heard = self.is_member(channel, BOT_USER_ID);
+        let heard = self.listener(channel);
         let Some(ch) = self.channels.get_mut(channel) else {
             return false;
         };
@@ -1188,7 +1217,7 @@ impl State {
         name: &str,
         add: bool,
     ) -> Result<(), &'static str> {
-        let heard = self.is_member(channel, BOT_USER_ID);
+        let heard = self.listener(channel);
         let event_ts = self.next_ts();
         let ch = self.channels.get_mut(channel).ok_or("channel_not_found")?;
         let msg = ch.messages.get_mut(ts).ok_or("message_not_found")?;
@@ -1239,7 +1268,7 @@ impl State {
         }
         let letter = ch.type_letter();
         let event_ts = self.next_ts();
-        let heard = self.is_member(channel, BOT_USER_ID);
+        let heard = self.listener(channel);
         self.emit(
             json!({
                 "type": "member_joined_channel",
@@ -1271,7 +1300,7 @@ impl State {
         if announce && ch.kind != ChannelKind::Im {
             let letter = ch.type_letter();
             let event_ts = self.next_ts();
-            let heard = self.is_member(channel, BOT_USER_ID);
+            let heard = self.listener(channel);
             self.emit(
                 json!({
                     "type": "member_left_channel",
@@ -1308,7 +1337,7 @@ impl State {
                 "cache_ts": now_unix(),
                 "event_ts": event_ts,
             }),
-            true,
+            Some(BOT_USER_ID.to_owned()),
         );
     }
 
@@ -1693,6 +1722,9 @@ impl State {
             "conversations.replies" => self.conversations_replies(&actor, p),
             "conversations.members" => self.conversations_members(&actor, p),
             "conversations.list" => self.conversations_list(&actor, p),
+            "conversations.join" => self.conversations_join(&actor, p),
+            "conversations.leave" => self.conversations_leave(&actor, p),
+            "conversations.invite" => self.conversations_invite(&actor, p),
             "users.info" => self.users_info(p),
             "team.info" => Ok(self.team_info()),
             "files.getUploadURLExternal" => self.files_get_upload_url(&actor, p),
@@ -2112,6 +2144,71 @@ impl State {
         Ok(obj(json!({
             "members": page,
             "response_metadata": { "next_cursor": next },
+        })))
+    }
+
+    /// Public channels only; joining twice is fine (a warning, as Slack).
+    fn conversations_join(&mut self, actor: &Actor, p: &Params) -> ApiResult {
+        let channel = self
+            .visible_channel(actor, p.text("channel"), false)
+            .ok_or(ApiErr::new("channel_not_found"))?;
+        if self.channels[&channel].kind != ChannelKind::Public {
+            return Err(ApiErr::new("method_not_supported_for_channel_type"));
+        }
+        let already = self.is_member(&channel, &actor.user);
+        self.add_member(&channel, &actor.user, true);
+        let mut answer = obj(json!({
+            "channel": self.channels[&channel].json(&actor.user, false),
+        }));
+        if already {
+            answer.insert("warning".into(), json!("already_in_channel"));
+        }
+        Ok(answer)
+    }
+
+    fn conversations_leave(&mut self, actor: &Actor, p: &Params) -> ApiResult {
+        let channel = self
+            .visible_channel(actor, p.text("channel"), false)
+            .ok_or(ApiErr::new("channel_not_found"))?;
+        let ch = &self.channels[&channel];
+        if ch.kind == ChannelKind::Im {
+            return Err(ApiErr::new("method_not_supported_for_channel_type"));
+        }
+        if ch.name == "general" {
+            return Err(ApiErr::new("cant_leave_general"));
+        }
+        if !ch.is_member(&actor.user) {
+            return Ok(obj(json!({ "not_in_channel": true })));
+        }
+        self.remove_member(&channel, &actor.user, true);
+        Ok(obj(json!({})))
+    }
+
+    /// `users`: comma-separated ids; the actor must be a member.
+    fn conversations_invite(&mut self, actor: &Actor, p: &Params) -> ApiResult {
+        let channel = self
+            .visible_channel(actor, p.text("channel"), false)
+            .ok_or(ApiErr::new("channel_not_found"))?;
+        if self.channels[&channel].kind == ChannelKind::Im {
+            return Err(ApiErr::new("method_not_supported_for_channel_type"));
+        }
+        if !self.is_member(&channel, &actor.user) {
+            return Err(ApiErr::new("not_in_channel"));
+        }
+        let users = p.text("users").ok_or(ApiErr::new("no_user"))?;
+        for user in users.split(',') {
+            if !self.users.contains_key(user) {
+                return Err(ApiErr::new("user_not_found"));
+            }
+            if self.is_member(&channel, user) {
+                return Err(ApiErr::new("already_in_channel"));
+            }
+        }
+        for user in users.split(',') {
+            self.add_member(&channel, user, true);
+        }
+        Ok(obj(json!({
+            "channel": self.channels[&channel].json(&actor.user, false),
         })))
     }
 
@@ -3291,6 +3388,32 @@ impl FakeSlack {
         });
     }
 
+    /// Adds a DM between two people (the bot is not in it): only a member
+    /// with a user token hears it.
+    pub fn add_user_dm(&self, id: &str, a: &str, b: &str) {
+        self.with(|s| {
+            check_user(s, a);
+            check_user(s, b);
+            s.channels.insert(
+                id.to_owned(),
+                ChannelRec {
+                    id: id.to_owned(),
+                    name: String::new(),
+                    kind: ChannelKind::Im,
+                    created: now_unix(),
+                    creator: a.to_owned(),
+                    topic: Topic::empty(),
+                    purpose: Topic::empty(),
+                    members: vec![a.to_owned(), b.to_owned()],
+                    archived: false,
+                    previous_names: Vec::new(),
+                    im_user: Some(b.to_owned()),
+                    messages: BTreeMap::new(),
+                },
+            );
+        });
+    }
+
     /// Makes `user` (the bot too) a member, without events; `user_joins`
     /// is the same with the events.
     pub fn join(&self, channel: &str, user: &str) {
@@ -3549,13 +3672,13 @@ impl FakeSlack {
     pub fn rename_channel(&self, channel: &str, user: &str, name: &str) {
         self.with(|s| {
             check_member(s, channel, user);
-            let heard_private = s.is_member(channel, BOT_USER_ID);
+            let heard_private = s.listener(channel);
             let event_ts = s.next_ts();
             let ch = s.channels.get_mut(channel).expect("checked");
             let old = std::mem::replace(&mut ch.name, name.to_owned());
             ch.previous_names.insert(0, old.clone());
             let (kind, heard) = match ch.kind {
-                ChannelKind::Public => ("channel_rename", true),
+                ChannelKind::Public => ("channel_rename", Some(BOT_USER_ID.to_owned())),
                 _ => ("group_rename", heard_private),
             };
             let created = ch.created;
@@ -3630,7 +3753,7 @@ impl FakeSlack {
     /// Slack sent it; returns its event_id.
     pub fn push_event(&self, event: Value) -> String {
         self.with(|s| {
-            s.emit(event, true);
+            s.emit(event, Some(BOT_USER_ID.to_owned()));
             s.events.last().expect("just pushed").id.clone()
         })
     }

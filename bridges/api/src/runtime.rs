@@ -25,6 +25,23 @@ pub trait Runtime: Send + Sync + 'static {
     /// (Telegram offsets, Slack acks) advance only then.
     fn enqueue(&self, event: RemoteEvent) -> Pending;
 
+    /// [`Runtime::enqueue`] for sources that cannot replay once told an event
+    /// arrived (a Slack acknowledgement): returns once the event is stored,
+    /// so the source may be acknowledged then. A crash before the event is
+    /// in Matrix delivers it at the next start; the stored copy is deleted as
+    /// soon as it is in Matrix. `key` names the event in this network (a
+    /// Slack event id): a key still stored is not queued again (`Ok(None)`).
+    async fn enqueue_durable(
+        &self,
+        key: &str,
+        event: RemoteEvent,
+    ) -> Result<Option<Pending>, BridgeError>;
+
+    /// Brings the ghost of `sender` up to date with the name and avatar it
+    /// carries, in every room (a Slack `user_change`). Does nothing and
+    /// returns false when the user has no ghost yet: no ghost is made here.
+    async fn update_ghost(&self, sender: crate::event::Sender) -> Result<bool, BridgeError>;
+
     /// The full Matrix id of this module's ghost for `user`
     /// (`@_telegram_42:example.org`), for mention pills. No I/O.
     fn ghost_mxid(&self, user: &crate::ids::RemoteUserId) -> String;

@@ -1,10 +1,11 @@
 //! [`SlackModule`]: workspaces' events into portals (Socket Mode or the
 //! Events API), Matrix events out through the bot or a user's own token.
 //!
-//! Each event is handed to the runtime and acknowledged once it reached
-//! Matrix, or after two seconds in the portal queue (Slack wants an ack
-//! within three). Redeliveries are dropped by event id, and messages by the
-//! message map, so an event is bridged once.
+//! Each event is handed to the runtime's spool (`enqueue_durable`) and
+//! acknowledged once stored there (Slack wants an ack within three seconds
+//! and never sends an acknowledged event again): a crash before it reached
+//! Matrix delivers it at the next start. Redeliveries are dropped by event
+//! id, and messages by the message map, so an event is bridged once.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,7 +26,7 @@ use crate::config::{EventMode, SlackConfig, WorkspaceConfig};
 use crate::events::{self, Context};
 use crate::ids;
 use crate::mrkdwn::{Mention, Resolver};
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, is_dm};
 use crate::socket::{self, Envelope, Handler, Stopped};
 
 /// Event ids remembered to drop redeliveries.
@@ -67,7 +68,16 @@ pub(crate) struct Inner {
     seen: Mutex<(HashSet<String>, VecDeque<String>)>,
     profiles: Mutex<HashMap<String, Profile>>,
     /// (mxid, workspace name) -> user token, from the logins.
-    user_tokens: Mutex<HashMap<(String, String), String>>,
+    user_tokens: Mutex<HashMap<(String, String), UserToken>>,
+    /// DM portal key -> the Matrix user whose login hears it.
+    dm_owners: Mutex<HashMap<String, String>>,
+}
+
+/// A login: the user's token and who they are in Slack.
+#[derive(Clone)]
+struct UserToken {
+    token: String,
+    user: String,
 }
 
 fn network_id() -> NetworkId {
@@ -103,6 +113,7 @@ impl SlackModule {
                 seen: Mutex::new((HashSet::new(), VecDeque::new())),
                 profiles: Mutex::new(HashMap::new()),
                 user_tokens: Mutex::new(HashMap::new()),
+                dm_owners: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -201,12 +212,65 @@ impl Inner {
         Some(p)
     }
 
+    /// Whether a DM's event was heard through a user's login (Slack names the
+    /// installation in `authorizations`); remembers that user as the DM
+    /// portal's owner.
+    fn claim_dm(&self, ws: &Workspace, callback: &Value, portal: &PortalKey) -> bool {
+        let Some(auth) = callback["authorizations"]
+            .as_array()
+            .and_then(|a| a.first())
+        else {
+            return false;
+        };
+        if auth["is_bot"] != false {
+            return false;
+        }
+        let Some(user) = auth["user_id"].as_str() else {
+            return false;
+        };
+        let owner = self
+            .user_tokens
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|((_, w), t)| *w == ws.name && t.user == user)
+            .map(|((mxid, _), _)| mxid.clone());
+        let Some(owner) = owner else {
+            return false;
+        };
+        self.dm_owners
+            .lock()
+            .expect("lock")
+            .insert(portal.id.clone(), owner);
+        true
+    }
+
+    /// A `user_change`: the ghost (if there is one) takes the new name and
+    /// avatar now, not at the user's next message. Returns whether to ack.
+    async fn refresh_ghost(&self, ws: &Workspace, user: &str) -> bool {
+        let (Some(team), Ok(runtime)) = (ws.team.get(), self.runtime()) else {
+            return true;
+        };
+        let Some(p) = self.profile(ws, user).await else {
+            return true;
+        };
+        let mut sender = Sender::new(ids::user_id(team, user)).with_display_name(p.name);
+        sender.avatar = p.avatar;
+        match runtime.update_ghost(sender).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "a Slack profile change could not be applied yet");
+                !e.is_retryable()
+            }
+        }
+    }
+
     async fn is_bridged(&self, portal: &PortalKey) -> Result<bool, BridgeError> {
         Ok(self.runtime()?.portal_room(portal).await?.is_some())
     }
 
     /// One `event_callback`. Returns whether to acknowledge it.
-    pub(crate) async fn handle_callback(&self, callback: &Value) -> bool {
+    pub(crate) async fn handle_callback(self: &Arc<Self>, callback: &Value) -> bool {
         if callback["type"] != "event_callback" {
             return true;
         }
@@ -228,7 +292,7 @@ impl Inner {
             && let Some(user) = event["user"]["id"].as_str()
         {
             self.profiles.lock().expect("lock").remove(user);
-            return true;
+            return self.refresh_ghost(&ws, user).await;
         }
         let channel = event["channel"]
             .as_str()
@@ -240,7 +304,14 @@ impl Inner {
         let portal = ids::portal_key(team, channel);
         let new_portal = match self.is_bridged(&portal).await {
             Ok(true) => false,
-            Ok(false) if ws.config.auto_bridge && !channel.starts_with('D') => true,
+            // A DM of someone who logged in: their portal, made now.
+            Ok(false) if is_dm(channel) => {
+                if !self.claim_dm(&ws, callback, &portal) {
+                    return true;
+                }
+                false
+            }
+            Ok(false) if ws.config.auto_bridge => true,
             Ok(false) => return true,
             Err(_) => return false,
         };
@@ -285,29 +356,35 @@ impl Inner {
                 e.sender.avatar = p.avatar.clone();
             }
         }
-        let pending: Vec<_> = mapped.into_iter().map(|e| runtime.enqueue(e)).collect();
-        // Acknowledge once in Matrix, or after two seconds in the queue.
-        let all = futures::future::join_all(pending);
-        let ack = match tokio::time::timeout(Duration::from_secs(2), all).await {
-            Ok(results) => {
-                let mut ack = true;
-                for r in results {
-                    if let Err(e) = r {
-                        if e.is_retryable() {
-                            ack = false;
-                        } else {
-                            tracing::warn!(error = %e, "a Slack event was not bridged");
-                        }
-                    }
+        // Stored before the ack: Slack does not send an acknowledged event
+        // again, so from here the runtime's spool answers for it.
+        let event_id = callback["event_id"].as_str();
+        let mut pending = Vec::new();
+        for (i, e) in mapped.into_iter().enumerate() {
+            let queued = match event_id {
+                Some(id) => runtime.enqueue_durable(&format!("{id}/{i}"), e).await,
+                None => Ok(Some(runtime.enqueue(e))),
+            };
+            match queued {
+                Ok(Some(p)) => pending.push(p),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "a Slack event could not be queued; Slack will send it again");
+                    return false;
                 }
-                ack
             }
-            Err(_) => true,
-        };
-        if new_portal {
-            self.add_to_workspace_space(&ws, &portal).await;
         }
-        ack
+        if new_portal {
+            // The portal's room exists once its first event is in Matrix.
+            let inner = self.clone();
+            tokio::spawn(async move {
+                for p in pending {
+                    let _ = p.await;
+                }
+                inner.add_to_workspace_space(&ws, &portal).await;
+            });
+        }
+        true
     }
 
     async fn start_workspace(self: &Arc<Self>, ws: Arc<Workspace>) -> Result<(), BridgeError> {
@@ -385,6 +462,10 @@ impl Inner {
             .team
             .get()
             .ok_or_else(|| BridgeError::retryable("the workspace is not connected"))?;
+        let key = ids::portal_key(team, channel);
+        if is_dm(channel) {
+            return self.dm_info(ws, key, channel).await;
+        }
         let answer = self
             .api
             .call(
@@ -400,12 +481,56 @@ impl Inner {
         } else {
             PortalKind::Group
         };
-        let mut info = PortalInfo::new(ids::portal_key(team, channel), kind);
+        let mut info = PortalInfo::new(key, kind);
         info.name = c["name"].as_str().map(|n| format!("#{n}"));
         let topic = c["topic"]["value"].as_str().filter(|t| !t.is_empty());
         let purpose = c["purpose"]["value"].as_str().filter(|t| !t.is_empty());
         info.topic = topic.or(purpose).map(str::to_owned);
         info.relay = ws.config.relay;
+        Ok(info)
+    }
+}
+
+impl Inner {
+    /// A DM portal: the owner's login reads it, the owner is invited, the
+    /// room is named after the other person; no relay.
+    async fn dm_info(
+        &self,
+        ws: &Workspace,
+        key: PortalKey,
+        channel: &str,
+    ) -> Result<PortalInfo, BridgeError> {
+        let owner = self
+            .dm_owners
+            .lock()
+            .expect("lock")
+            .get(&key.id)
+            .cloned()
+            .ok_or_else(|| {
+                BridgeError::permanent("a Slack DM is bridged only for a user who logged in")
+            })?;
+        let token = self
+            .user_tokens
+            .lock()
+            .expect("lock")
+            .get(&(owner.clone(), ws.name.clone()))
+            .cloned()
+            .ok_or_else(|| BridgeError::not_logged_in("log in to Slack to bridge your DMs"))?;
+        let answer = self
+            .api
+            .call(
+                "conversations.info",
+                &token.token,
+                json!({"channel": channel}),
+            )
+            .await
+            .map_err(|e| e.into_bridge("show the DM"))?;
+        let mut info = PortalInfo::new(key, PortalKind::Dm);
+        if let Some(other) = answer["channel"]["user"].as_str() {
+            info.name = self.profile(ws, other).await.map(|p| p.name);
+        }
+        info.relay = false;
+        info.invite = vec![owner];
         Ok(info)
     }
 }
@@ -457,12 +582,18 @@ impl Network for SlackModule {
     async fn start(&self, runtime: Arc<dyn Runtime>) -> Result<(), BridgeError> {
         let _ = self.inner.runtime.set(runtime.clone());
         for login in runtime.logins().await? {
-            if let Some(secret) = login.secret {
+            if let (Some(token), Some((_, user))) =
+                (&login.secret, ids::parse_user(&login.remote_user))
+            {
+                let token = UserToken {
+                    token: token.clone(),
+                    user: user.to_owned(),
+                };
                 self.inner
                     .user_tokens
                     .lock()
                     .expect("lock")
-                    .insert((login.mxid, login.login_id), secret);
+                    .insert((login.mxid.clone(), login.login_id.clone()), token);
             }
         }
         for ws in &self.inner.workspaces {
@@ -505,7 +636,7 @@ impl Network for SlackModule {
             ));
         }
         let runtime = self.inner.runtime()?.clone();
-        let (token, relay) = match &event.via {
+        let (token, user, relay) = match &event.via {
             Via::Login { login_id } => {
                 let token = self
                     .inner
@@ -515,17 +646,19 @@ impl Network for SlackModule {
                     .get(&(event.sender.mxid.clone(), login_id.clone()))
                     .cloned();
                 match token {
-                    Some(t) => (t, false),
-                    None => (ws.config.bot_token.clone(), true),
+                    Some(t) => (t.token, Some(t.user), false),
+                    None => (ws.config.bot_token.clone(), None, true),
                 }
             }
-            Via::Relay => (ws.config.bot_token.clone(), true),
+            Via::Relay => (ws.config.bot_token.clone(), None, true),
         };
         let result = Outbound {
             api: &self.inner.api,
             runtime: runtime.as_ref(),
             token: &token,
             relay,
+            bot_token: &ws.config.bot_token,
+            user: user.as_deref(),
         }
         .deliver(event.clone())
         .await;
@@ -675,11 +808,15 @@ impl Network for SlackModule {
                     metadata: json!({}),
                 };
                 self.inner.runtime()?.save_login(login).await?;
+                let token = UserToken {
+                    token: token.clone(),
+                    user: user.to_owned(),
+                };
                 self.inner
                     .user_tokens
                     .lock()
                     .expect("lock")
-                    .insert((ctx.sender.clone(), ws.name.clone()), token.clone());
+                    .insert((ctx.sender.clone(), ws.name.clone()), token);
                 Ok(format!(
                     "Logged in to {} as {}: your messages there now come from your own account.",
                     ws.name,

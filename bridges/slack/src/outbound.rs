@@ -23,6 +23,10 @@ pub struct Outbound<'a> {
     pub token: &'a str,
     /// Whether this is the relay (show the sender's name and avatar).
     pub relay: bool,
+    /// The workspace's bot token (to invite a user into a private channel).
+    pub bot_token: &'a str,
+    /// The sender's own Slack user id, when they logged in.
+    pub user: Option<&'a str>,
 }
 
 fn pill(mxid: &str) -> Option<String> {
@@ -179,6 +183,24 @@ impl Outbound<'_> {
                     .map_err(|e| e.into_bridge("change the topic"))?;
                 Ok(Delivered::none())
             }
+            // A user who logged in joins and leaves the Slack channel with
+            // the room; for the relay's users Slack has no membership.
+            MatrixEventKind::Join if !self.relay && !is_dm(&channel) => self.join(&channel).await,
+            MatrixEventKind::Leave if !self.relay && !is_dm(&channel) => {
+                match self
+                    .api
+                    .call(
+                        "conversations.leave",
+                        self.token,
+                        json!({"channel": channel}),
+                    )
+                    .await
+                {
+                    Ok(_) => Ok(Delivered::none()),
+                    Err(e) if e.code() == "cant_leave_general" => Ok(Delivered::none()),
+                    Err(e) => Err(e.into_bridge("take you out of the channel")),
+                }
+            }
             MatrixEventKind::Join
             | MatrixEventKind::Leave
             | MatrixEventKind::Typing { .. }
@@ -189,6 +211,52 @@ impl Outbound<'_> {
             ))),
         }
     }
+}
+
+impl Outbound<'_> {
+    /// `conversations.join` for a public channel; a private one needs an
+    /// invitation, which the bot (a member) gives. (Slack answers
+    /// `channel_not_found` for a private channel the user cannot see, and
+    /// `method_not_supported_for_channel_type` for one they can.)
+    async fn join(&self, channel: &str) -> Result<Delivered, BridgeError> {
+        let joined = self
+            .api
+            .call(
+                "conversations.join",
+                self.token,
+                json!({"channel": channel}),
+            )
+            .await;
+        match joined {
+            Ok(_) => Ok(Delivered::none()),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    "method_not_supported_for_channel_type" | "channel_not_found"
+                ) =>
+            {
+                let user = self
+                    .user
+                    .ok_or_else(|| BridgeError::permanent("your Slack login has no user id"))?;
+                let params = json!({"channel": channel, "users": user});
+                match self
+                    .api
+                    .call("conversations.invite", self.bot_token, params)
+                    .await
+                {
+                    Ok(_) => Ok(Delivered::none()),
+                    Err(e) if e.code() == "already_in_channel" => Ok(Delivered::none()),
+                    Err(e) => Err(e.into_bridge("add you to the private channel")),
+                }
+            }
+            Err(e) => Err(e.into_bridge("add you to the channel")),
+        }
+    }
+}
+
+/// Direct messages (`D…`) have fixed members.
+pub fn is_dm(channel: &str) -> bool {
+    channel.starts_with('D')
 }
 
 #[cfg(test)]

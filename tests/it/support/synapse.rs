@@ -456,6 +456,42 @@ impl TestClient {
         string_field(&answer, "event_id")
     }
 
+    /// A room of this user's where the bridge bot `bot` is invited with power
+    /// 100 (so it may link it and set state); returns once the bot joined.
+    /// `body` adds to or overrides the `createRoom` body (a `null` removes a
+    /// key: a `trusted_private_chat` makes the bot a creator, which room
+    /// version 12 refuses to see in the power levels).
+    pub async fn room_with_bot(&self, bot: &str, body: Value) -> String {
+        let mut request = json!({
+            "preset": "private_chat",
+            "invite": [bot],
+            "power_level_content_override": {"users": {bot: 100}},
+        });
+        for (k, v) in body.as_object().into_iter().flatten() {
+            match v {
+                Value::Null => drop(request.as_object_mut().expect("object").remove(k)),
+                v => request[k] = v.clone(),
+            }
+        }
+        let room = self.create_room(request).await;
+        self.wait_joined(&room, bot).await;
+        room
+    }
+
+    /// Waits until `user_id` is a member of `room` as this client sees it.
+    pub async fn wait_joined(&self, room: &str, user_id: &str) -> Value {
+        self.wait_for_event(
+            room,
+            |e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == user_id
+                    && e["content"]["membership"] == "join"
+            },
+            DEFAULT_TIMEOUT,
+        )
+        .await
+    }
+
     /// Sends `!passerelle <line>` in `room` and returns the bridge bot's
     /// reply (the notice that replies to it).
     pub async fn command(&self, room: &str, line: &str) -> String {

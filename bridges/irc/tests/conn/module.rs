@@ -36,6 +36,18 @@ impl Runtime for RecordingRuntime {
         Box::pin(async { Ok(Some("$bridged".to_owned())) })
     }
 
+    async fn enqueue_durable(
+        &self,
+        _key: &str,
+        event: RemoteEvent,
+    ) -> Result<Option<passerelle_api::Pending>, BridgeError> {
+        Ok(Some(self.enqueue(event)))
+    }
+
+    async fn update_ghost(&self, _sender: passerelle_api::Sender) -> Result<bool, BridgeError> {
+        Ok(false)
+    }
+
     async fn space(&self, _key: &str, _name: &str) -> Result<String, BridgeError> {
         Err(BridgeError::unsupported("no spaces in this test"))
     }
