@@ -12,6 +12,11 @@ use crate::harness::{RunningBridge, fresh_db, remote, setup};
 /// Encryption on, with a crypto store of this test's own; portals of the
 /// test network are created encrypted.
 async fn encrypted_config(name: &str) -> String {
+    encrypted_config_with(name, "{allow: true, default: true}").await
+}
+
+/// [`encrypted_config`] with another `bridges.test.encryption`.
+async fn encrypted_config_with(name: &str, policy: &str) -> String {
     let store = setup()
         .await
         .hs
@@ -19,7 +24,7 @@ async fn encrypted_config(name: &str) -> String {
         .join(format!("crypto-{name}-{}", rand::random::<u32>()));
     format!(
         "encryption: {{allow: true, store: '{}'}}\n\
-         bridges: {{test: {{encryption: {{allow: true, default: true}}}}}}",
+         bridges: {{test: {{encryption: {policy}}}}}",
         store.display()
     )
 }
@@ -236,6 +241,35 @@ async fn e2be_bot_device_is_cross_signed() {
     assert_eq!(
         again["device_keys"][bot_id()]["PASSERELLE"]["keys"],
         device["keys"]
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn e2be_require_refuses_to_link_an_unencrypted_room() {
+    let db = fresh_db("e2be_require").await;
+    let extra = encrypted_config_with("require", "{allow: true, require: true}").await;
+    let mut bridge = RunningBridge::start_with(&db, &extra).await;
+    let alice = setup().await.hs.register_user("alice").await;
+    let room = alice
+        .create_room(serde_json::json!({"preset": "private_chat", "invite": [bot_id()]}))
+        .await;
+    for _ in 0..100 {
+        if alice.joined_members(&room).await.contains(&bot_id()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let reply = alice.command(&room, "link test chat-require").await;
+    assert!(reply.contains("only bridges encrypted rooms"), "{reply}");
+    assert!(
+        bridge
+            .net
+            .runtime()
+            .portal_room(&PortalKey::new("test", "chat-require"))
+            .await
+            .unwrap()
+            .is_none()
     );
     bridge.stop().await;
 }
