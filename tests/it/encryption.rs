@@ -273,3 +273,150 @@ async fn e2be_require_refuses_to_link_an_unencrypted_room() {
     );
     bridge.stop().await;
 }
+
+#[tokio::test]
+async fn e2be_telegram_chat_linked_from_an_encrypted_room_across_a_restart() {
+    use crate::support::telegram_fake::ChatKind;
+    use crate::telegram::{fake_with_group, telegram_module};
+
+    let chat = -1002000000777;
+    let fake = fake_with_group(chat, ChatKind::Supergroup).await;
+    let module = || telegram_module(&fake.api_url(), serde_json::json!({}));
+    let extra = encrypted_config_with("telegram", "{allow: true}")
+        .await
+        .replace(
+            "bridges: {",
+            "bridges: {telegram: {encryption: {allow: true}}, ",
+        );
+    let mut bridge =
+        RunningBridge::start_with_modules(&fresh_db("e2be_telegram").await, &extra, vec![module()])
+            .await;
+    fake.wait_call("getUpdates", 1, std::time::Duration::from_secs(20))
+        .await;
+    let hs = setup().await.hs;
+    let alice = hs.register_user("alice").await;
+    let e2e = E2eClient::login(&hs.base_url, &alice).await;
+    let room = alice
+        .create_room(serde_json::json!({
+            "preset": "private_chat",
+            "invite": [bot_id()],
+            "power_level_content_override": {"users": {bot_id(): 100}},
+            "initial_state": [{"type": "m.room.encryption", "state_key": "",
+                               "content": {"algorithm": "m.megolm.v1.aes-sha2"}}],
+        }))
+        .await;
+    let room = OwnedRoomId::try_from(room).unwrap();
+    for _ in 0..100 {
+        if alice
+            .joined_members(room.as_str())
+            .await
+            .contains(&bot_id())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let bot = UserId::parse(bot_id()).unwrap();
+    // The command itself is encrypted: the bot decrypts it to run it.
+    e2e.send_text(&room, &format!("!passerelle link telegram {chat}"))
+        .await;
+    e2e.wait_message(&room, &bot, |b| b.starts_with("This room is now bridged"))
+        .await;
+
+    let ghost = UserId::parse("@_telegram_7:localhost").unwrap();
+    fake.user_sends(chat, 7, "hello from Telegram");
+    e2e.wait_message(&room, &ghost, |b| b == "hello from Telegram")
+        .await;
+    e2e.send_text(&room, "hello from Matrix").await;
+    let relayed = |text: &'static str| {
+        move |f: &crate::support::telegram_fake::FakeTelegram| {
+            f.calls("sendMessage").iter().any(|c| c["text"] == text)
+        }
+    };
+    fake.wait_until(
+        "the decrypted message relayed",
+        std::time::Duration::from_secs(20),
+        relayed("<b>alice</b>: hello from Matrix"),
+    )
+    .await;
+
+    bridge.restart_with_modules(vec![module()]).await;
+    e2e.send_text(&room, "after the restart").await;
+    fake.wait_until(
+        "a message decrypted after the restart",
+        std::time::Duration::from_secs(20),
+        relayed("<b>alice</b>: after the restart"),
+    )
+    .await;
+    fake.user_sends(chat, 7, "and back");
+    e2e.wait_message(&room, &ghost, |b| b == "and back").await;
+
+    let types = event_types(&alice, room.as_str()).await;
+    assert!(
+        !types.iter().any(|t| t == "m.room.message"),
+        "a message in the clear: {types:?}"
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn e2be_a_portal_switched_to_encrypted_keeps_bridging() {
+    let db = fresh_db("e2be_switch").await;
+    let extra = encrypted_config_with("switch", "{allow: true}").await;
+    let mut bridge = RunningBridge::start_with(&db, &extra).await;
+    let hs = setup().await.hs;
+    let alice = hs.register_user("alice").await;
+    let e2e = E2eClient::login(&hs.base_url, &alice).await;
+    let chat = format!("e2be-switch-{}", rand::random::<u32>());
+    let room = encrypted_portal(&bridge, &chat, &alice, &e2e).await;
+    assert!(
+        alice
+            .room_state(room.as_str(), "m.room.encryption", "")
+            .await
+            .is_none(),
+        "without encryption.default the portal starts in the clear"
+    );
+
+    alice
+        .set_state(
+            room.as_str(),
+            "m.room.encryption",
+            "",
+            serde_json::json!({"algorithm": "m.megolm.v1.aes-sha2"}),
+        )
+        .await;
+    // Once the bridge decrypted this, it has seen the switch too (events
+    // come in order).
+    e2e.send_text(&room, "now encrypted").await;
+    bridge
+        .net
+        .wait_received(
+            "the first encrypted message",
+            |e| matches!(&e.kind, MatrixEventKind::Message(m) if m.body == "now encrypted"),
+        )
+        .await;
+    let bob = UserId::parse(format!("@_test_bob:{}", crate::harness::DOMAIN)).unwrap();
+    bridge
+        .net
+        .push(
+            remote(
+                &chat,
+                "bob",
+                now_ms(),
+                RemoteEventKind::Message(MessageContent::text("encrypted too")),
+            )
+            .with_remote_id("e2be-switch-r1"),
+        )
+        .await
+        .expect("remote message bridged");
+    e2e.wait_message(&room, &bob, |b| b == "encrypted too")
+        .await;
+    let events = alice.messages(room.as_str()).await;
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e["sender"] == bob.as_str())
+        .expect("the ghost's message");
+    assert_eq!(last["type"], "m.room.encrypted", "{last}");
+    bridge.stop().await;
+}
