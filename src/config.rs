@@ -362,6 +362,14 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     })
 }
 
+/// Crates kept at `warn` by [`Config::log_filter`] unless named.
+const QUIET_CRATES: &[&str] = &[
+    "matrix_sdk_crypto",
+    "matrix_sdk_sqlite",
+    "matrix_sdk_common",
+    "vodozemac",
+];
+
 /// Values of `config.example.yaml` that must be replaced before running.
 const PLACEHOLDERS: &[(&str, &str)] = &[
     ("homeserver.domain", "example.org"),
@@ -600,6 +608,19 @@ impl Config {
             "@{}:{}",
             self.appservice.bot_localpart, self.homeserver.domain
         )
+    }
+
+    /// The tracing filter of `logging.level`, with the encryption crates
+    /// held at `warn` unless it names them: at debug level they log key
+    /// ids and session details, which have no place in a bridge's logs.
+    pub fn log_filter(&self) -> String {
+        let mut filter = self.logging.level.clone();
+        for quiet in QUIET_CRATES {
+            if !filter.contains(quiet) {
+                filter.push_str(&format!(",{quiet}=warn"));
+            }
+        }
+        filter
     }
 
     /// Whether `bridges.<network>.enabled` is true.

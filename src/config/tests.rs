@@ -343,3 +343,15 @@ fn encryption_problems_name_the_key() {
         assert!(err.contains(key), "expected {key} in: {err}");
     }
 }
+
+#[test]
+fn the_log_filter_quiets_the_encryption_crates_unless_named() {
+    let config = parse(&filled_example().replace("level: info", "level: debug")).unwrap();
+    let filter = config.log_filter();
+    assert!(filter.starts_with("debug,"), "{filter}");
+    assert!(filter.contains("matrix_sdk_crypto=warn"), "{filter}");
+    let named = filled_example().replace("level: info", "level: 'info,matrix_sdk_crypto=debug'");
+    let filter = parse(&named).unwrap().log_filter();
+    assert!(!filter.contains("matrix_sdk_crypto=warn"), "{filter}");
+    assert!(filter.contains("vodozemac=warn"), "{filter}");
+}
