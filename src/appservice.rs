@@ -114,8 +114,9 @@ async fn authenticate(
     next.run(request).await
 }
 
-/// A transaction body. Unknown keys (MSC3202 device lists and the like) are
-/// kept for the crypto work and otherwise ignored.
+/// A transaction body. The encryption keys (MSC4203 to-device events,
+/// MSC3202 device lists and key counts) are read under the unstable names
+/// Synapse sends and their stable ones; other unknown keys are ignored.
 #[derive(Debug, Default, Deserialize)]
 pub struct Transaction {
     pub events: Vec<Value>,
@@ -123,9 +124,40 @@ pub struct Transaction {
     pub ephemeral: Vec<Value>,
     #[serde(rename = "de.sorunome.msc2409.ephemeral", default)]
     pub ephemeral_unstable: Vec<Value>,
+    /// MSC4203 to-device events (Synapse: `de.sorunome.msc2409.to_device`).
+    #[serde(rename = "de.sorunome.msc2409.to_device", default)]
+    pub to_device: Vec<Value>,
+    /// MSC3202: `{"changed": [user…], "left": [user…]}`.
+    #[serde(rename = "org.matrix.msc3202.device_lists", default)]
+    pub device_lists: Option<Value>,
+    /// MSC3202: `{user: {device: {algorithm: count}}}`; Synapse sends it
+    /// under both of these names.
+    #[serde(rename = "org.matrix.msc3202.device_one_time_keys_count", default)]
+    pub one_time_keys_count: Option<Value>,
+    #[serde(rename = "org.matrix.msc3202.device_one_time_key_counts", default)]
+    pub one_time_key_counts: Option<Value>,
+    /// MSC3202: `{user: {device: [algorithm…]}}`.
+    #[serde(
+        rename = "org.matrix.msc3202.device_unused_fallback_key_types",
+        default
+    )]
+    pub unused_fallback_key_types: Option<Value>,
 }
 
 impl Transaction {
+    /// The encryption part, for [`crate::crypto::Crypto::receive`].
+    pub fn take_crypto(&mut self) -> crate::crypto::CryptoPush {
+        crate::crypto::CryptoPush {
+            to_device: std::mem::take(&mut self.to_device),
+            device_lists: self.device_lists.take(),
+            one_time_key_counts: self
+                .one_time_keys_count
+                .take()
+                .or(self.one_time_key_counts.take()),
+            unused_fallback_keys: self.unused_fallback_key_types.take(),
+        }
+    }
+
     /// Parses a body: `M_NOT_JSON` when it is not JSON, `M_BAD_JSON` when it
     /// is JSON of the wrong shape.
     pub fn parse(body: &[u8]) -> Result<Self, (&'static str, String)> {

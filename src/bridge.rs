@@ -59,6 +59,8 @@ pub struct Bridge {
     pub(crate) typing: Mutex<HashMap<String, HashSet<String>>>,
     /// When each encrypted room was last told that the bridge cannot read it.
     pub(crate) encryption_notices: Mutex<HashMap<String, std::time::Instant>>,
+    /// The bot's device, when `encryption.allow` is on.
+    pub(crate) crypto: Option<Arc<crate::crypto::Crypto>>,
     /// Room display names of Matrix senders, `(room, user)`; forgotten when
     /// a membership event of that user in that room passes by.
     pub(crate) display_names: Mutex<HashMap<(String, String), String>>,
@@ -150,13 +152,22 @@ impl Bridge {
     pub async fn handle_transaction(
         self: &Arc<Self>,
         txn_id: &str,
-        txn: Transaction,
+        mut txn: Transaction,
     ) -> anyhow::Result<()> {
         let _one_at_a_time = self.txn_lock.lock().await;
         // A repeated transaction id is only a hint: a homeserver whose
         // database was reset counts from 1 again, so events are checked one
         // by one whatever the id says.
         let repeated = self.store.is_txn_handled(txn_id).await?;
+        let push = txn.take_crypto();
+        if let (false, Some(crypto)) = (repeated, &self.crypto) {
+            // Before the events: a room key and the message it opens often
+            // come in the same transaction. A failed key upload or query is
+            // tried again with the next transaction.
+            if let Err(e) = crypto.receive(push).await {
+                tracing::warn!(txn_id, error = %e, "encryption state of a transaction not fully handled");
+            }
+        }
         for event in txn.events {
             let Some(event_id) = event
                 .get("event_id")
@@ -476,6 +487,22 @@ pub async fn run(
         }
     }
 
+    let crypto = if config.encryption.allow {
+        let crypto = crate::crypto::Crypto::start(
+            &config.encryption,
+            &registration.as_token,
+            &matrix,
+            bot.clone(),
+            &config.appservice.bot_displayname,
+        )
+        .await
+        .context("starting end-to-bridge encryption")?;
+        matrix.set_encryption(crypto.clone());
+        Some(crypto)
+    } else {
+        None
+    };
+
     let infos: BTreeMap<String, NetworkInfo> = networks
         .iter()
         .map(|n| (n.info().id.as_str().to_owned(), n.info()))
@@ -502,6 +529,7 @@ pub async fn run(
         joined: Mutex::new(HashSet::new()),
         typing: Mutex::new(HashMap::new()),
         encryption_notices: Mutex::new(HashMap::new()),
+        crypto,
         display_names: Mutex::new(HashMap::new()),
         txn_lock: tokio::sync::Mutex::new(()),
         space_lock: tokio::sync::Mutex::new(()),

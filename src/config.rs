@@ -57,6 +57,9 @@ pub struct Config {
     /// The provisioning API (`docs/provisioning.yaml`); off when absent.
     #[serde(default)]
     pub provisioning: Option<ProvisioningConfig>,
+    /// End-to-bridge encryption: the bot's device and its crypto store.
+    #[serde(default)]
+    pub encryption: EncryptionConfig,
     /// One section per network: `irc`, `slack`, `telegram`. Each module
     /// parses and validates its own section.
     #[serde(default)]
@@ -184,6 +187,89 @@ fn default_media_max_size() -> u64 {
     100 * 1024 * 1024
 }
 
+/// End-to-bridge encryption (`docs/ENCRYPTION.md`). Off unless `allow`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// Gives the bot a device (MSC4190) so it reads and answers encrypted
+    /// management rooms; networks opt in with `bridges.<net>.encryption`.
+    #[serde(default)]
+    pub allow: bool,
+    /// The bot's device id, made with `PUT /devices/{deviceId}`.
+    #[serde(default = "default_device_id")]
+    pub device_id: String,
+    /// The crypto store: a SQLite file of its own, whatever `database.url` is.
+    #[serde(default = "default_crypto_store")]
+    pub store: PathBuf,
+    /// Encrypts the secrets inside the crypto store. Empty: a key derived
+    /// from the registration's `as_token`. `env:NAME` reads it from the
+    /// environment.
+    #[serde(default)]
+    pub pickle_key: String,
+    /// Which devices get the keys of messages the bridge sends.
+    #[serde(default)]
+    pub share_keys: KeySharing,
+}
+
+impl Default for EncryptionConfig {
+    fn default() -> Self {
+        Self {
+            allow: false,
+            device_id: default_device_id(),
+            store: default_crypto_store(),
+            pickle_key: String::new(),
+            share_keys: KeySharing::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for EncryptionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptionConfig")
+            .field("allow", &self.allow)
+            .field("device_id", &self.device_id)
+            .field("store", &self.store)
+            .field("pickle_key", &"<redacted>")
+            .field("share_keys", &self.share_keys)
+            .finish()
+    }
+}
+
+/// `encryption.share_keys`: who may read what the bridge sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeySharing {
+    /// Every device of every member (what clients do by default).
+    #[default]
+    All,
+    /// Only devices their owner cross-signed.
+    CrossSigned,
+    /// Only devices the bot's own identity trusts (verified).
+    Verified,
+}
+
+/// `bridges.<net>.encryption`: read by the runtime, not by the module.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalEncryption {
+    /// Bridge portals that are (or become) encrypted.
+    #[serde(default)]
+    pub allow: bool,
+    /// Create new portals encrypted.
+    #[serde(default)]
+    pub default: bool,
+    /// Refuse to bridge unencrypted rooms.
+    #[serde(default)]
+    pub require: bool,
+}
+
+fn default_device_id() -> String {
+    "PASSERELLE".to_owned()
+}
+fn default_crypto_store() -> PathBuf {
+    PathBuf::from("passerelle-crypto.db")
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -276,6 +362,14 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     })
 }
 
+/// Crates kept at `warn` by [`Config::log_filter`] unless named.
+const QUIET_CRATES: &[&str] = &[
+    "matrix_sdk_crypto",
+    "matrix_sdk_sqlite",
+    "matrix_sdk_common",
+    "vodozemac",
+];
+
 /// Values of `config.example.yaml` that must be replaced before running.
 const PLACEHOLDERS: &[(&str, &str)] = &[
     ("homeserver.domain", "example.org"),
@@ -313,6 +407,8 @@ impl Config {
             provisioning.shared_secret =
                 resolve_env_value("provisioning.shared_secret", &provisioning.shared_secret)?;
         }
+        self.encryption.pickle_key =
+            resolve_env_value("encryption.pickle_key", &self.encryption.pickle_key)?;
         for (name, section) in &mut self.bridges {
             resolve_env_json(&format!("bridges.{name}"), section)?;
         }
@@ -411,8 +507,51 @@ impl Config {
                     "must be true or false",
                 ));
             }
+            self.portal_encryption(name)?;
+        }
+        self.validate_encryption()
+    }
+
+    fn validate_encryption(&self) -> Result<(), ConfigError> {
+        let device = &self.encryption.device_id;
+        if device.is_empty()
+            || device.len() > 64
+            || !device
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::key(
+                "encryption.device_id",
+                "must be 1 to 64 letters, digits, `_` or `-`",
+            ));
+        }
+        if self.encryption.store.as_os_str().is_empty() {
+            return Err(ConfigError::key("encryption.store", "must be a file path"));
         }
         Ok(())
+    }
+
+    /// `bridges.<network>.encryption`, checked against `encryption.allow`.
+    pub fn portal_encryption(&self, network: &str) -> Result<PortalEncryption, ConfigError> {
+        let Some(value) = self.bridges.get(network).and_then(|s| s.get("encryption")) else {
+            return Ok(PortalEncryption::default());
+        };
+        let key = format!("bridges.{network}.encryption");
+        let policy: PortalEncryption = parse_section(&key, value)?;
+        if (policy.default || policy.require) && !policy.allow {
+            let which = if policy.default { "default" } else { "require" };
+            return Err(ConfigError::key(
+                format!("{key}.{which}"),
+                format!("needs `{key}.allow: true`"),
+            ));
+        }
+        if policy.allow && !self.encryption.allow {
+            return Err(ConfigError::key(
+                format!("{key}.allow"),
+                "needs `encryption.allow: true` (the bot's device)",
+            ));
+        }
+        Ok(policy)
     }
 
     fn validate_provisioning(&self, provisioning: &ProvisioningConfig) -> Result<(), ConfigError> {
@@ -471,6 +610,19 @@ impl Config {
         )
     }
 
+    /// The tracing filter of `logging.level`, with the encryption crates
+    /// held at `warn` unless it names them: at debug level they log key
+    /// ids and session details, which have no place in a bridge's logs.
+    pub fn log_filter(&self) -> String {
+        let mut filter = self.logging.level.clone();
+        for quiet in QUIET_CRATES {
+            if !filter.contains(quiet) {
+                filter.push_str(&format!(",{quiet}=warn"));
+            }
+        }
+        filter
+    }
+
     /// Whether `bridges.<network>.enabled` is true.
     pub fn network_enabled(&self, network: &str) -> bool {
         self.bridges
@@ -480,9 +632,14 @@ impl Config {
             .unwrap_or(false)
     }
 
-    /// The config section of a network, for its module to parse.
-    pub fn network_section(&self, network: &str) -> Option<&serde_json::Value> {
-        self.bridges.get(network)
+    /// The config section of a network, for its module to parse: without
+    /// `encryption`, which the runtime reads.
+    pub fn network_section(&self, network: &str) -> Option<serde_json::Value> {
+        let mut section = self.bridges.get(network)?.clone();
+        if let Some(map) = section.as_object_mut() {
+            map.remove("encryption");
+        }
+        Some(section)
     }
 }
 

@@ -62,6 +62,9 @@ pub(crate) enum Dispatched {
     Queued,
 }
 
+/// How long an encrypted event waits for its room key.
+const KEY_PATIENCE: Duration = Duration::from_secs(30);
+
 /// How often a retryable module failure is tried before the user is told.
 const MODULE_ATTEMPTS: u32 = 3;
 
@@ -103,6 +106,17 @@ impl Bridge {
         event: Value,
         replaying: bool,
     ) -> anyhow::Result<Dispatched> {
+        self.dispatch_event(event, replaying, false).await
+    }
+
+    /// [`Bridge::dispatch_matrix_event`]; `decrypted` when the event came
+    /// out of an `m.room.encrypted` one.
+    async fn dispatch_event(
+        self: &Arc<Self>,
+        event: Value,
+        replaying: bool,
+        decrypted: bool,
+    ) -> anyhow::Result<Dispatched> {
         let (Some(event_type), Some(sender), Some(room_id)) = (
             str_at(&event, "/type"),
             str_at(&event, "/sender"),
@@ -135,6 +149,13 @@ impl Bridge {
                 .expect("name lock")
                 .remove(&(room_id.clone(), member.to_owned()));
         }
+        if event_type == "m.room.encryption"
+            && str_at(&event, "/state_key") == Some("")
+            && let (Some(crypto), Ok(room)) = (&self.crypto, ruma::RoomId::parse(&room_id))
+            && let Some(content) = event.get("content")
+        {
+            crypto.room_encrypted(&room, content);
+        }
         if self.is_our_user(&sender) {
             metrics::counter!("passerelle_echoes_dropped_total").increment(1);
             return Ok(Dispatched::Inline);
@@ -161,6 +182,11 @@ impl Bridge {
         }
         let portal = self.store.portal_by_room(&room_id).await?;
         if event_type == "m.room.encrypted" {
+            if let (Some(crypto), false) = (&self.crypto, decrypted) {
+                return self
+                    .handle_encrypted(crypto.clone(), event, replaying)
+                    .await;
+            }
             self.cannot_decrypt(&room_id, &sender, portal.is_some(), &event_id)
                 .await?;
             return Ok(Dispatched::Inline);
@@ -174,6 +200,24 @@ impl Bridge {
             event_type.as_str(),
             "m.room.message" | "m.sticker" | "m.reaction" | "m.room.redaction"
         );
+        let policy = self
+            .config
+            .portal_encryption(&network_id)
+            .unwrap_or_default();
+        if decrypted && !policy.allow {
+            let text = format!(
+                "This room is encrypted, and this bridge does not bridge encrypted {network_id} \
+                 rooms (`bridges.{network_id}.encryption.allow` is off), so nothing sent here is bridged."
+            );
+            self.tell_once(&room_id, &event_id, &text).await;
+            return Ok(Dispatched::Inline);
+        }
+        if !decrypted && policy.require && is_message && event_type != "m.room.redaction" {
+            let text = "This bridge only bridges encrypted rooms: turn encryption on in this \
+                        room's settings, then send your message again.";
+            self.tell_once(&room_id, &event_id, text).await;
+            return Ok(Dispatched::Inline);
+        }
         if level < PermissionLevel::Relay {
             if is_message {
                 self.notice(
@@ -246,6 +290,126 @@ impl Bridge {
         Ok(Dispatched::Queued)
     }
 
+    /// A decrypted event through [`Bridge::dispatch_event`], boxed: the
+    /// two call each other.
+    fn dispatch_boxed(
+        self: &Arc<Self>,
+        clear: Value,
+        replaying: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Dispatched>> + Send + '_>>
+    {
+        Box::pin(self.dispatch_event(clear, replaying, true))
+    }
+
+    /// An `m.room.encrypted` event, with encryption on: decrypted and
+    /// handled like any event. When its key has not come yet (keys travel
+    /// in to-device events, often in the next transaction, which the
+    /// homeserver sends only once this one is answered) it is recorded as
+    /// pending and handled by a task once the key arrives; a restart in
+    /// between replays it.
+    async fn handle_encrypted(
+        self: &Arc<Self>,
+        crypto: Arc<crate::crypto::Crypto>,
+        event: Value,
+        replaying: bool,
+    ) -> anyhow::Result<Dispatched> {
+        use crate::crypto::Decryption;
+        let room_id = str_at(&event, "/room_id").unwrap_or_default().to_owned();
+        let event_id = str_at(&event, "/event_id").unwrap_or_default().to_owned();
+        let room = ruma::RoomId::parse(&room_id)?;
+        match crypto.decrypt(&event, &room).await {
+            Decryption::Decrypted(clear) => {
+                metrics::counter!("passerelle_events_decrypted_total").increment(1);
+                self.dispatch_boxed(clear, replaying).await
+            }
+            Decryption::Failed(reason) => {
+                self.undecryptable(&room_id, &event_id, &reason).await;
+                Ok(Dispatched::Inline)
+            }
+            Decryption::MissingKey => {
+                if !replaying {
+                    self.store
+                        .add_pending(&event_id, &room_id, now_ms())
+                        .await?;
+                }
+                let Some(guard) = self.task_guard() else {
+                    anyhow::bail!("shutting down");
+                };
+                let bridge = self.clone();
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    let mut shutdown = bridge.shutdown.clone();
+                    let outcome = tokio::select! {
+                        outcome = crypto.decrypt_when_key_arrives(&event, &room, KEY_PATIENCE) => outcome,
+                        // Stays pending: the next start tries again.
+                        _ = shutdown.wait_for(|stop| *stop) => return,
+                    };
+                    let dispatched = match outcome {
+                        Decryption::Decrypted(clear) => {
+                            metrics::counter!("passerelle_events_decrypted_total").increment(1);
+                            bridge.dispatch_boxed(clear, true).await
+                        }
+                        Decryption::MissingKey => {
+                            bridge
+                                .undecryptable(
+                                    &room_id,
+                                    &event_id,
+                                    "its key never reached the bridge",
+                                )
+                                .await;
+                            Ok(Dispatched::Inline)
+                        }
+                        Decryption::Failed(reason) => {
+                            bridge.undecryptable(&room_id, &event_id, &reason).await;
+                            Ok(Dispatched::Inline)
+                        }
+                    };
+                    match dispatched {
+                        Ok(Dispatched::Inline) => {
+                            if let Err(e) = bridge.store.finish_pending(&event_id, now_ms()).await {
+                                tracing::warn!(event_id, error = %e, "could not finish a pending event");
+                            }
+                        }
+                        Ok(Dispatched::Queued) => {}
+                        Err(e) => {
+                            tracing::warn!(event_id, error = %e, "a decrypted event stays pending until the next start");
+                        }
+                    }
+                });
+                Ok(Dispatched::Queued)
+            }
+        }
+    }
+
+    /// A message the bot could not decrypt: its sender is told.
+    async fn undecryptable(&self, room_id: &str, event_id: &str, reason: &str) {
+        metrics::counter!("passerelle_events_undecryptable_total").increment(1);
+        tracing::info!(
+            room_id,
+            event_id,
+            "an encrypted event could not be decrypted"
+        );
+        let text = format!("I could not decrypt this message ({reason}), so it was not handled.");
+        self.notice(room_id, &text, Some(event_id)).await;
+    }
+
+    /// A notice about encryption, at most once per room every ten minutes.
+    async fn tell_once(&self, room_id: &str, event_id: &str, text: &str) {
+        let now = std::time::Instant::now();
+        {
+            let mut told = self.encryption_notices.lock().expect("notice lock");
+            if told
+                .get(room_id)
+                .is_some_and(|at| now.duration_since(*at) < Duration::from_secs(600))
+            {
+                return;
+            }
+            told.insert(room_id.to_owned(), now);
+        }
+        metrics::counter!("passerelle_encrypted_events_refused_total").increment(1);
+        self.notice(room_id, text, Some(event_id)).await;
+    }
+
     /// An encrypted event in a portal or a management room: say plainly that
     /// the bridge cannot read it (at most once per room every ten minutes).
     async fn cannot_decrypt(
@@ -264,24 +428,13 @@ impl Bridge {
         if !is_portal && !management {
             return Ok(());
         }
-        let now = std::time::Instant::now();
-        {
-            let mut told = self.encryption_notices.lock().expect("notice lock");
-            if told
-                .get(room_id)
-                .is_some_and(|at| now.duration_since(*at) < Duration::from_secs(600))
-            {
-                return Ok(());
-            }
-            told.insert(room_id.to_owned(), now);
-        }
-        metrics::counter!("passerelle_encrypted_events_refused_total").increment(1);
-        self.notice(
+        self.tell_once(
             room_id,
-            "This room is encrypted and this bridge cannot read encrypted messages yet, so \
-             nothing sent here is bridged. Use an unencrypted room (encryption cannot be \
-             turned off in an existing room).",
-            Some(event_id),
+            event_id,
+            "This room is encrypted and encryption is off on this bridge, so I cannot read \
+             anything sent here and nothing is bridged. Use an unencrypted room (encryption \
+             cannot be turned off in an existing room), or ask the bridge admin to turn on \
+             `encryption.allow`.",
         )
         .await;
         Ok(())

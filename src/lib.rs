@@ -6,6 +6,7 @@ pub mod bridge;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod crypto;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ghost;

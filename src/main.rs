@@ -92,7 +92,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
 
 fn init_logging(config: &Config) {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.logging.level));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.log_filter()));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match config.logging.format {
         LogFormat::Json => builder.json().init(),

@@ -22,7 +22,7 @@ pub fn build(config: &Config) -> Result<Vec<Arc<dyn Network>>, ConfigError> {
             ));
         }
         let enabled = config.network_enabled(name);
-        let section = config.network_section(name).expect("listed above");
+        let section = &config.network_section(name).expect("listed above");
         match name.as_str() {
             // A disabled section is still checked, so check-config catches
             // mistakes before someone turns it on.

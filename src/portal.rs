@@ -273,14 +273,22 @@ impl Bridge {
             )));
         }
         let room = ruma::RoomId::parse(room_id).context("room id")?;
-        if self
+        let encrypted = self
             .bot
             .state_event(&room, "m.room.encryption", "")
             .await?
-            .is_some()
-        {
+            .is_some();
+        let network = info.key.network.as_str();
+        let policy = self.config.portal_encryption(network).unwrap_or_default();
+        if encrypted && (self.crypto.is_none() || !policy.allow) {
+            anyhow::bail!(BridgeError::permanent(format!(
+                "this room is encrypted, and this bridge does not bridge encrypted {network} rooms \
+                 (bridges.{network}.encryption.allow)"
+            )));
+        }
+        if !encrypted && policy.require {
             anyhow::bail!(BridgeError::permanent(
-                "this room is encrypted, and this bridge cannot read encrypted rooms yet"
+                "this bridge only bridges encrypted rooms: turn encryption on in this room first"
             ));
         }
         for (event_type, content) in self.bridge_state(&info) {
@@ -415,6 +423,19 @@ impl Bridge {
                 crate::matrix::InitialStateEvent::new(event_type, state_key(&info.key), state)
             })
             .collect();
+        let policy = self
+            .config
+            .portal_encryption(info.key.network.as_str())
+            .unwrap_or_default();
+        if policy.default || policy.require {
+            options
+                .initial_state
+                .push(crate::matrix::InitialStateEvent::new(
+                    "m.room.encryption",
+                    "",
+                    json!({"algorithm": "m.megolm.v1.aes-sha2"}),
+                ));
+        }
         let room = self
             .bot
             .create_room(&options)

@@ -28,6 +28,23 @@ pub struct Registration {
     /// The unstable name older Synapse versions read.
     #[serde(rename = "de.sorunome.msc2409.push_ephemeral", default)]
     pub push_ephemeral_unstable: bool,
+    /// MSC3202: device list changes, one-time-key counts and unused
+    /// fallback keys of our devices in transactions. Written when
+    /// `encryption.allow` is on.
+    #[serde(
+        rename = "org.matrix.msc3202",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub device_lists: bool,
+    /// MSC4190: the bot's device is made with `PUT /devices/{deviceId}`,
+    /// without a login. Written when `encryption.allow` is on.
+    #[serde(
+        rename = "io.element.msc4190",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub device_management: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +126,8 @@ impl Registration {
             protocols: networks.iter().map(|n| n.id.clone()).collect(),
             receive_ephemeral: true,
             push_ephemeral_unstable: true,
+            device_lists: config.encryption.allow,
+            device_management: config.encryption.allow,
         }
     }
 
@@ -223,6 +242,24 @@ mod tests {
         std::fs::write(&path, short).unwrap();
         let err = Registration::load(&path).unwrap_err().to_string();
         assert!(err.contains("hs_token"), "{err}");
+    }
+
+    #[test]
+    fn encryption_adds_the_device_flags() {
+        let plain = Registration::generate(&config(), &[]);
+        assert!(!plain.device_lists && !plain.device_management);
+        let yaml = plain.to_yaml();
+        assert!(
+            !yaml.contains("msc3202") && !yaml.contains("msc4190"),
+            "{yaml}"
+        );
+        let mut config = config();
+        config.encryption.allow = true;
+        let reg = Registration::generate(&config, &[]);
+        let yaml = reg.to_yaml();
+        assert!(yaml.contains("org.matrix.msc3202: true"), "{yaml}");
+        assert!(yaml.contains("io.element.msc4190: true"), "{yaml}");
+        assert!(yaml.contains("receive_ephemeral: true"), "{yaml}");
     }
 
     #[test]

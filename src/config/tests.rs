@@ -271,3 +271,87 @@ fn provisioning_secret_checks_name_the_key() {
     let err = parse(&without_secret).unwrap_err().to_string();
     assert!(err.contains("shared_secret"), "{err}");
 }
+
+const NETWORK_ENCRYPTION: &str = "encryption: {allow: false, default: false, require: false}";
+
+#[test]
+fn encryption_is_off_by_default_and_stripped_from_module_sections() {
+    let config = parse(&filled_example()).unwrap();
+    assert!(!config.encryption.allow);
+    assert_eq!(config.encryption.device_id, "PASSERELLE");
+    assert_eq!(config.encryption.share_keys, KeySharing::All);
+    assert_eq!(
+        config.portal_encryption("irc").unwrap(),
+        PortalEncryption::default()
+    );
+    let section = config.network_section("irc").unwrap();
+    assert!(section.get("encryption").is_none(), "{section}");
+    assert!(section.get("networks").is_some());
+}
+
+#[test]
+fn encryption_on_for_a_network() {
+    let text = filled_example()
+        .replace("  allow: false\n", "  allow: true\n")
+        .replace("share_keys: all", "share_keys: cross-signed")
+        .replace(
+            NETWORK_ENCRYPTION,
+            "encryption: {allow: true, default: true}",
+        );
+    let config = parse(&text).unwrap();
+    assert!(config.encryption.allow);
+    assert_eq!(config.encryption.share_keys, KeySharing::CrossSigned);
+    let policy = config.portal_encryption("irc").unwrap();
+    assert!(policy.allow && policy.default && !policy.require);
+    assert!(format!("{:?}", config.encryption).contains("<redacted>"));
+}
+
+#[test]
+fn encryption_problems_name_the_key() {
+    let cases = [
+        (
+            NETWORK_ENCRYPTION,
+            "encryption: {allow: true}",
+            "`bridges.irc.encryption.allow`",
+        ),
+        (
+            NETWORK_ENCRYPTION,
+            "encryption: {default: true}",
+            "`bridges.irc.encryption.default`",
+        ),
+        (
+            NETWORK_ENCRYPTION,
+            "encryption: {allow: false, require: true}",
+            "`bridges.irc.encryption.require`",
+        ),
+        (
+            NETWORK_ENCRYPTION,
+            "encryption: {alow: true}",
+            "`bridges.irc.encryption",
+        ),
+        (
+            "device_id: PASSERELLE",
+            "device_id: 'two words'",
+            "`encryption.device_id`",
+        ),
+        ("share_keys: all", "share_keys: everyone", "everyone"),
+    ];
+    for (from, to, key) in cases {
+        let text = filled_example().replace(from, to);
+        assert_ne!(text, filled_example(), "replacement {from:?} did not apply");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(key), "expected {key} in: {err}");
+    }
+}
+
+#[test]
+fn the_log_filter_quiets_the_encryption_crates_unless_named() {
+    let config = parse(&filled_example().replace("level: info", "level: debug")).unwrap();
+    let filter = config.log_filter();
+    assert!(filter.starts_with("debug,"), "{filter}");
+    assert!(filter.contains("matrix_sdk_crypto=warn"), "{filter}");
+    let named = filled_example().replace("level: info", "level: 'info,matrix_sdk_crypto=debug'");
+    let filter = parse(&named).unwrap().log_filter();
+    assert!(!filter.contains("matrix_sdk_crypto=warn"), "{filter}");
+    assert!(filter.contains("vodozemac=warn"), "{filter}");
+}

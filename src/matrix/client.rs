@@ -127,6 +127,8 @@ struct Inner {
     authorization: HeaderValue,
     domain: OwnedServerName,
     retry: RetryPolicy,
+    /// Set once end-to-bridge encryption has started.
+    encryption: std::sync::OnceLock<Arc<dyn super::RoomEncryption>>,
 }
 
 impl fmt::Debug for MatrixClient {
@@ -190,8 +192,19 @@ impl MatrixClient {
                 authorization,
                 domain,
                 retry,
+                encryption: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Installs the encryption every send in an encrypted room goes
+    /// through; the first one installed stays.
+    pub fn set_encryption(&self, encryption: Arc<dyn super::RoomEncryption>) {
+        let _ = self.inner.encryption.set(encryption);
+    }
+
+    pub(crate) fn encryption(&self) -> Option<&Arc<dyn super::RoomEncryption>> {
+        self.inner.encryption.get()
     }
 
     /// The server name our users live on.

@@ -36,6 +36,10 @@ pub enum Error {
     /// The client was given an unusable argument or configuration.
     #[error("invalid Matrix client input: {0}")]
     InvalidInput(String),
+    /// The room is encrypted and the event could not be encrypted for it;
+    /// it is never sent in the clear instead.
+    #[error("cannot encrypt for this room: {0}")]
+    Encryption(String),
 }
 
 impl Error {
@@ -63,7 +67,7 @@ impl Error {
         match self {
             Self::Matrix { status, .. } => *status == 429 || (500..600).contains(status),
             Self::Http(_) => true,
-            Self::InvalidResponse(_) | Self::InvalidInput(_) => false,
+            Self::InvalidResponse(_) | Self::InvalidInput(_) | Self::Encryption(_) => false,
         }
     }
 

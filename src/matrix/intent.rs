@@ -373,6 +373,18 @@ impl Intent {
         ts: Option<u64>,
         txn_id: &str,
     ) -> Result<OwnedEventId> {
+        let encrypted = match self.client.encryption() {
+            Some(encryption) if event_type != "m.room.encrypted" => {
+                encryption
+                    .encrypt(room, &self.user_id, event_type, content)
+                    .await?
+            }
+            _ => None,
+        };
+        let (event_type, content) = match &encrypted {
+            Some(encrypted) => ("m.room.encrypted", encrypted),
+            None => (event_type, content),
+        };
         let path = room_path(
             room,
             &format!("send/{}/{}", encode(event_type), encode(txn_id)),
@@ -484,6 +496,32 @@ impl Intent {
                     None
                 }
             })
+            .collect())
+    }
+
+    /// Users joined to or invited into `room`: whom an encrypted message
+    /// must be readable by.
+    pub async fn joined_and_invited(&self, room: &RoomId) -> Result<Vec<OwnedUserId>> {
+        #[derive(Deserialize)]
+        struct Members {
+            chunk: Vec<Value>,
+        }
+        let request = Request::new(Method::GET, "members", room_path(room, "members"))
+            .query("not_membership", "leave");
+        let answer: Members = self.call(request).await?.parse()?;
+        Ok(answer
+            .chunk
+            .iter()
+            .filter(|member| {
+                matches!(
+                    member
+                        .pointer("/content/membership")
+                        .and_then(Value::as_str),
+                    Some("join" | "invite")
+                )
+            })
+            .filter_map(|member| member.get("state_key").and_then(Value::as_str))
+            .filter_map(|user| OwnedUserId::try_from(user).ok())
             .collect())
     }
 

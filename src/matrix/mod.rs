@@ -13,11 +13,31 @@
 
 mod client;
 pub mod content;
+mod device;
 mod error;
 mod intent;
 #[cfg(test)]
 mod mock;
 
 pub use client::{MatrixClient, RetryPolicy};
+pub use device::DeviceApi;
 pub use error::{Error, Result};
 pub use intent::{CreateRoom, InitialStateEvent, Intent, Profile, RoomPreset, RoomVisibility};
+
+/// Encrypts what our users send in encrypted rooms. Installed once on the
+/// [`MatrixClient`] ([`MatrixClient::set_encryption`]); every
+/// [`Intent::send`] asks it first.
+#[async_trait::async_trait]
+pub trait RoomEncryption: Send + Sync {
+    /// The `m.room.encrypted` content `sender` sends instead of `content`,
+    /// when `room` is encrypted; `None` when it is not. An error means the
+    /// event must not be sent at all: never in the clear in an encrypted
+    /// room.
+    async fn encrypt(
+        &self,
+        room: &ruma::RoomId,
+        sender: &ruma::UserId,
+        event_type: &str,
+        content: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>>;
+}

@@ -263,12 +263,14 @@ pub async fn setup() -> &'static Setup {
             // own folder; the path here only serves to build the config.
             let registration_path = PathBuf::from("registration.yaml");
             // The homeserver URL is not known yet; the registration does not contain it.
+            // With `encryption.allow`, so that the registration asks for the
+            // device lists and to-device events the encryption tests need.
             let text = config_text(
                 port,
                 "http://127.0.0.1:1",
                 &registration_path,
                 "sqlite://unused.db",
-                "",
+                "encryption: {allow: true}",
             );
             let config = Config::parse(&text, Path::new("test-config.yaml")).unwrap();
             let network: Arc<dyn Network> = Arc::new(TestNetwork::default());

@@ -14,10 +14,10 @@ use crate::support::synapse::{DEFAULT_TIMEOUT, TestClient};
 use crate::support::telegram_fake::{ChatKind, FakeTelegram, tiny_png};
 use crate::support::telegram_test_api::TelegramTestApi;
 
-const TOKEN: &str = "123456:test-token";
+pub(crate) const TOKEN: &str = "123456:test-token";
 const BOT: &str = "@passerelle:localhost";
 
-fn telegram_module(api_url: &str, extra: Value) -> Arc<dyn Network> {
+pub(crate) fn telegram_module(api_url: &str, extra: Value) -> Arc<dyn Network> {
     let mut config = json!({
         "enabled": true, "bot_token": TOKEN, "api_url": api_url, "poll_timeout": "1s",
     });
@@ -117,7 +117,7 @@ async fn bridged(alice: &TestClient, room: &str, user: i64, body: &str) -> Value
 
 /// Starts the fake with one supergroup and one user, the bot an admin so
 /// that reactions and member updates reach it.
-async fn fake_with_group(chat: i64, kind: ChatKind) -> FakeTelegram {
+pub(crate) async fn fake_with_group(chat: i64, kind: ChatKind) -> FakeTelegram {
     let fake = FakeTelegram::start(TOKEN).await;
     fake.add_user(7, "Ada", Some("Lovelace"), Some("ada"));
     fake.add_chat(chat, kind, "Friends");

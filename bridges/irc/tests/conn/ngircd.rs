@@ -60,16 +60,17 @@ impl Ngircd {
         // gets its own name, both a [Server] block, and they restart so.
         leaf.edit_config(|config| {
             config.replace("Name = irc.passerelle.test", "Name = irc2.passerelle.test")
-                + &link_block("irc.passerelle.test", None, "leaf-secret", "hub-secret")
+                + link_block("irc.passerelle.test", None, "leaf-secret", "hub-secret").as_str()
         });
         hub.edit_config(|config| {
             config.replace("[Limits]\n", "[Limits]\n    ConnectRetry = 5\n")
-                + &link_block(
+                + link_block(
                     "irc2.passerelle.test",
                     Some(leaf.port),
                     "hub-secret",
                     "leaf-secret",
                 )
+                .as_str()
         });
         leaf.restart();
         hub.restart();

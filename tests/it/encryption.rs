@@ -1,0 +1,422 @@
+//! End-to-bridge encryption against a real Synapse (MSC3202, MSC4203 and
+//! MSC4190 on) with a real end-to-end client, matrix-sdk: an encrypted DM
+//! with the bot, and an encrypted portal both ways across a restart.
+
+use matrix_sdk::ruma::{OwnedRoomId, UserId};
+use passerelle_api::{MatrixEventKind, MessageContent, PortalKey, RemoteEventKind};
+
+use crate::bridging::now_ms;
+use crate::e2e_client::E2eClient;
+use crate::harness::{RunningBridge, fresh_db, remote, setup};
+
+/// Encryption on, with a crypto store of this test's own; portals of the
+/// test network are created encrypted.
+async fn encrypted_config(name: &str) -> String {
+    encrypted_config_with(name, "{allow: true, default: true}").await
+}
+
+/// [`encrypted_config`] with another `bridges.test.encryption`.
+async fn encrypted_config_with(name: &str, policy: &str) -> String {
+    let store = setup()
+        .await
+        .hs
+        .dir
+        .join(format!("crypto-{name}-{}", rand::random::<u32>()));
+    format!(
+        "encryption: {{allow: true, store: '{}'}}\n\
+         bridges: {{test: {{encryption: {policy}}}}}",
+        store.display()
+    )
+}
+
+fn bot_id() -> String {
+    format!("@passerelle:{}", crate::harness::DOMAIN)
+}
+
+/// The event types `user` sees in `room`, oldest first.
+async fn event_types(user: &crate::support::synapse::TestClient, room: &str) -> Vec<String> {
+    user.messages(room)
+        .await
+        .iter()
+        .filter_map(|e| e["type"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn e2be_bot_answers_help_in_an_encrypted_dm() {
+    let db = fresh_db("e2be_dm").await;
+    let extra = encrypted_config("dm").await;
+    let mut bridge = RunningBridge::start_with(&db, &extra).await;
+    let hs = setup().await.hs;
+    let alice = hs.register_user("alice").await;
+    let e2e = E2eClient::login(&hs.base_url, &alice).await;
+    let bot = UserId::parse(bot_id()).unwrap();
+
+    // Element-like: a direct chat, encrypted from its creation.
+    let room = e2e.client.create_dm(&bot).await.expect("create the DM");
+    let room_id = room.room_id().to_owned();
+    assert!(
+        alice
+            .room_state(room_id.as_str(), "m.room.encryption", "")
+            .await
+            .is_some()
+    );
+    // The bot joins and greets, encrypted for alice's device.
+    e2e.wait_message(&room_id, &bot, |b| b.contains("management room"))
+        .await;
+
+    e2e.send_text(&room_id, "help").await;
+    let help = e2e
+        .wait_message(&room_id, &bot, |b| b.contains("unlink"))
+        .await;
+    assert!(help.body.contains("help"), "{}", help.body);
+
+    // Nothing went through the room in the clear.
+    let types = event_types(&alice, room_id.as_str()).await;
+    assert!(
+        !types.iter().any(|t| t == "m.room.message"),
+        "a message in the clear: {types:?}"
+    );
+    assert!(types.iter().filter(|t| *t == "m.room.encrypted").count() >= 3);
+    bridge.stop().await;
+}
+
+/// The portal of `chat`, created by a first remote message, with alice's
+/// e2e client joined.
+async fn encrypted_portal(
+    bridge: &RunningBridge,
+    chat: &str,
+    alice: &crate::support::synapse::TestClient,
+    e2e: &E2eClient,
+) -> OwnedRoomId {
+    bridge
+        .net
+        .invite
+        .lock()
+        .unwrap()
+        .push(alice.user_id().to_owned());
+    bridge
+        .net
+        .push(
+            remote(
+                chat,
+                "bob",
+                now_ms() - 1000,
+                RemoteEventKind::Message(MessageContent::text("portal opened")),
+            )
+            .with_remote_id("e2be-r0"),
+        )
+        .await
+        .expect("first remote message bridged");
+    let room = bridge
+        .net
+        .runtime()
+        .portal_room(&PortalKey::new("test", chat))
+        .await
+        .unwrap()
+        .expect("portal room");
+    let room = OwnedRoomId::try_from(room).unwrap();
+    e2e.client.join_room_by_id(&room).await.expect("join");
+    e2e.joined_room(&room).await;
+    room
+}
+
+#[tokio::test]
+async fn e2be_encrypted_portal_both_ways_across_a_restart() {
+    let db = fresh_db("e2be_portal").await;
+    let extra = encrypted_config("portal").await;
+    let mut bridge = RunningBridge::start_with(&db, &extra).await;
+    let hs = setup().await.hs;
+    let alice = hs.register_user("alice").await;
+    let e2e = E2eClient::login(&hs.base_url, &alice).await;
+    let chat = format!("e2be-{}", rand::random::<u32>());
+    let room = encrypted_portal(&bridge, &chat, &alice, &e2e).await;
+    assert!(
+        alice
+            .room_state(room.as_str(), "m.room.encryption", "")
+            .await
+            .is_some(),
+        "the portal was created encrypted (encryption.default)"
+    );
+    let bob = UserId::parse(format!("@_test_bob:{}", crate::harness::DOMAIN)).unwrap();
+
+    // Remote -> Matrix: the ghost's message is encrypted, alice reads it.
+    bridge
+        .net
+        .push(
+            remote(
+                &chat,
+                "bob",
+                now_ms(),
+                RemoteEventKind::Message(MessageContent::text("hello, encrypted alice")),
+            )
+            .with_remote_id("e2be-r1"),
+        )
+        .await
+        .expect("remote message bridged");
+    e2e.wait_message(&room, &bob, |b| b == "hello, encrypted alice")
+        .await;
+
+    // Matrix -> remote: the bridge decrypts alice's message.
+    e2e.send_text(&room, "hello, bob").await;
+    bridge
+        .net
+        .wait_received(
+            "alice's decrypted message",
+            |e| matches!(&e.kind, MatrixEventKind::Message(m) if m.body == "hello, bob"),
+        )
+        .await;
+
+    // A restart: the bot's keys and sessions come back from its store.
+    bridge.restart().await;
+    e2e.send_text(&room, "still there?").await;
+    bridge
+        .net
+        .wait_received(
+            "a message decrypted after the restart",
+            |e| matches!(&e.kind, MatrixEventKind::Message(m) if m.body == "still there?"),
+        )
+        .await;
+    bridge
+        .net
+        .push(
+            remote(
+                &chat,
+                "bob",
+                now_ms(),
+                RemoteEventKind::Message(MessageContent::text("yes, after the restart")),
+            )
+            .with_remote_id("e2be-r2"),
+        )
+        .await
+        .expect("remote message bridged after the restart");
+    e2e.wait_message(&room, &bob, |b| b == "yes, after the restart")
+        .await;
+
+    let types = event_types(&alice, room.as_str()).await;
+    assert!(
+        !types.iter().any(|t| t == "m.room.message"),
+        "a message in the clear: {types:?}"
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn e2be_bot_device_is_cross_signed() {
+    let db = fresh_db("e2be_xsign").await;
+    let extra = encrypted_config("xsign").await;
+    let mut bridge = RunningBridge::start_with(&db, &extra).await;
+    let hs = setup().await.hs;
+    let alice = hs.register_user("alice").await;
+    let answer = alice
+        .call(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/keys/query",
+            Some(serde_json::json!({"device_keys": {bot_id(): []}})),
+        )
+        .await;
+    let device = &answer["device_keys"][bot_id()]["PASSERELLE"];
+    assert!(device.is_object(), "the bot's device keys: {answer}");
+    let master = &answer["master_keys"][bot_id()];
+    let self_signing = &answer["self_signing_keys"][bot_id()];
+    assert!(master.is_object() && self_signing.is_object(), "{answer}");
+    let self_signing_key = self_signing["keys"]
+        .as_object()
+        .and_then(|k| k.keys().next().cloned())
+        .expect("a self-signing key");
+    assert!(
+        device["signatures"][bot_id()][&self_signing_key].is_string(),
+        "the device is signed by the self-signing key: {device}"
+    );
+    // A restart keeps the same device and identity.
+    bridge.restart().await;
+    let again = alice
+        .call(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/keys/query",
+            Some(serde_json::json!({"device_keys": {bot_id(): []}})),
+        )
+        .await;
+    assert_eq!(again["master_keys"][bot_id()], *master);
+    assert_eq!(
+        again["device_keys"][bot_id()]["PASSERELLE"]["keys"],
+        device["keys"]
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn e2be_require_refuses_to_link_an_unencrypted_room() {
+    let db = fresh_db("e2be_require").await;
+    let extra = encrypted_config_with("require", "{allow: true, require: true}").await;
+    let mut bridge = RunningBridge::start_with(&db, &extra).await;
+    let alice = setup().await.hs.register_user("alice").await;
+    let room = alice
+        .create_room(serde_json::json!({"preset": "private_chat", "invite": [bot_id()]}))
+        .await;
+    for _ in 0..100 {
+        if alice.joined_members(&room).await.contains(&bot_id()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let reply = alice.command(&room, "link test chat-require").await;
+    assert!(reply.contains("only bridges encrypted rooms"), "{reply}");
+    assert!(
+        bridge
+            .net
+            .runtime()
+            .portal_room(&PortalKey::new("test", "chat-require"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn e2be_telegram_chat_linked_from_an_encrypted_room_across_a_restart() {
+    use crate::support::telegram_fake::ChatKind;
+    use crate::telegram::{fake_with_group, telegram_module};
+
+    let chat = -1002000000777;
+    let fake = fake_with_group(chat, ChatKind::Supergroup).await;
+    let module = || telegram_module(&fake.api_url(), serde_json::json!({}));
+    let extra = encrypted_config_with("telegram", "{allow: true}")
+        .await
+        .replace(
+            "bridges: {",
+            "bridges: {telegram: {encryption: {allow: true}}, ",
+        );
+    let mut bridge =
+        RunningBridge::start_with_modules(&fresh_db("e2be_telegram").await, &extra, vec![module()])
+            .await;
+    fake.wait_call("getUpdates", 1, std::time::Duration::from_secs(20))
+        .await;
+    let hs = setup().await.hs;
+    let alice = hs.register_user("alice").await;
+    let e2e = E2eClient::login(&hs.base_url, &alice).await;
+    let room = alice
+        .create_room(serde_json::json!({
+            "preset": "private_chat",
+            "invite": [bot_id()],
+            "power_level_content_override": {"users": {bot_id(): 100}},
+            "initial_state": [{"type": "m.room.encryption", "state_key": "",
+                               "content": {"algorithm": "m.megolm.v1.aes-sha2"}}],
+        }))
+        .await;
+    let room = OwnedRoomId::try_from(room).unwrap();
+    for _ in 0..100 {
+        if alice
+            .joined_members(room.as_str())
+            .await
+            .contains(&bot_id())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let bot = UserId::parse(bot_id()).unwrap();
+    // The command itself is encrypted: the bot decrypts it to run it.
+    e2e.send_text(&room, &format!("!passerelle link telegram {chat}"))
+        .await;
+    e2e.wait_message(&room, &bot, |b| b.starts_with("This room is now bridged"))
+        .await;
+
+    let ghost = UserId::parse("@_telegram_7:localhost").unwrap();
+    fake.user_sends(chat, 7, "hello from Telegram");
+    e2e.wait_message(&room, &ghost, |b| b == "hello from Telegram")
+        .await;
+    e2e.send_text(&room, "hello from Matrix").await;
+    let relayed = |text: &'static str| {
+        move |f: &crate::support::telegram_fake::FakeTelegram| {
+            f.calls("sendMessage").iter().any(|c| c["text"] == text)
+        }
+    };
+    fake.wait_until(
+        "the decrypted message relayed",
+        std::time::Duration::from_secs(20),
+        relayed("<b>alice</b>: hello from Matrix"),
+    )
+    .await;
+
+    bridge.restart_with_modules(vec![module()]).await;
+    e2e.send_text(&room, "after the restart").await;
+    fake.wait_until(
+        "a message decrypted after the restart",
+        std::time::Duration::from_secs(20),
+        relayed("<b>alice</b>: after the restart"),
+    )
+    .await;
+    fake.user_sends(chat, 7, "and back");
+    e2e.wait_message(&room, &ghost, |b| b == "and back").await;
+
+    let types = event_types(&alice, room.as_str()).await;
+    assert!(
+        !types.iter().any(|t| t == "m.room.message"),
+        "a message in the clear: {types:?}"
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn e2be_a_portal_switched_to_encrypted_keeps_bridging() {
+    let db = fresh_db("e2be_switch").await;
+    let extra = encrypted_config_with("switch", "{allow: true}").await;
+    let mut bridge = RunningBridge::start_with(&db, &extra).await;
+    let hs = setup().await.hs;
+    let alice = hs.register_user("alice").await;
+    let e2e = E2eClient::login(&hs.base_url, &alice).await;
+    let chat = format!("e2be-switch-{}", rand::random::<u32>());
+    let room = encrypted_portal(&bridge, &chat, &alice, &e2e).await;
+    assert!(
+        alice
+            .room_state(room.as_str(), "m.room.encryption", "")
+            .await
+            .is_none(),
+        "without encryption.default the portal starts in the clear"
+    );
+
+    alice
+        .set_state(
+            room.as_str(),
+            "m.room.encryption",
+            "",
+            serde_json::json!({"algorithm": "m.megolm.v1.aes-sha2"}),
+        )
+        .await;
+    // Once the bridge decrypted this, it has seen the switch too (events
+    // come in order).
+    e2e.send_text(&room, "now encrypted").await;
+    bridge
+        .net
+        .wait_received(
+            "the first encrypted message",
+            |e| matches!(&e.kind, MatrixEventKind::Message(m) if m.body == "now encrypted"),
+        )
+        .await;
+    let bob = UserId::parse(format!("@_test_bob:{}", crate::harness::DOMAIN)).unwrap();
+    bridge
+        .net
+        .push(
+            remote(
+                &chat,
+                "bob",
+                now_ms(),
+                RemoteEventKind::Message(MessageContent::text("encrypted too")),
+            )
+            .with_remote_id("e2be-switch-r1"),
+        )
+        .await
+        .expect("remote message bridged");
+    e2e.wait_message(&room, &bob, |b| b == "encrypted too")
+        .await;
+    let events = alice.messages(room.as_str()).await;
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e["sender"] == bob.as_str())
+        .expect("the ghost's message");
+    assert_eq!(last["type"], "m.room.encrypted", "{last}");
+    bridge.stop().await;
+}

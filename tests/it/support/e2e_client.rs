@@ -1,0 +1,135 @@
+//! [`E2eClient`]: a Matrix client that none of us wrote and that does
+//! end-to-end encryption (matrix-sdk, with an in-memory store), logged in as
+//! a test user. It syncs in the background and keeps every message it could
+//! decrypt, so a test can wait for one.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::ruma::events::room::message::{
+    OriginalSyncRoomMessageEvent, RoomMessageEventContent,
+};
+use matrix_sdk::ruma::{OwnedRoomId, RoomId, UserId};
+use matrix_sdk::{Client, Room, RoomState};
+
+use crate::support::synapse::{DEFAULT_TIMEOUT, TestClient};
+
+/// One message as the client decrypted it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub room_id: OwnedRoomId,
+    pub sender: String,
+    pub body: String,
+}
+
+pub struct E2eClient {
+    pub client: Client,
+    received: Arc<Mutex<Vec<Received>>>,
+    sync: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for E2eClient {
+    fn drop(&mut self) {
+        self.sync.abort();
+    }
+}
+
+impl E2eClient {
+    /// Logs in as `user` (a new device with its own keys) and starts syncing.
+    pub async fn login(base_url: &str, user: &TestClient) -> E2eClient {
+        let client = Client::builder()
+            .homeserver_url(base_url)
+            .build()
+            .await
+            .expect("building the matrix-sdk client");
+        client
+            .matrix_auth()
+            .login_username(user.user_id(), user.password())
+            .initial_device_display_name("passerelle e2e test")
+            .send()
+            .await
+            .expect("matrix-sdk login");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        client.add_event_handler(move |event: OriginalSyncRoomMessageEvent, room: Room| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(Received {
+                    room_id: room.room_id().to_owned(),
+                    sender: event.sender.to_string(),
+                    body: event.content.body().to_owned(),
+                });
+            }
+        });
+        // The first sync uploads the device's keys.
+        client
+            .sync_once(SyncSettings::default())
+            .await
+            .expect("first sync");
+        let syncing = client.clone();
+        let sync = tokio::spawn(async move {
+            let settings = SyncSettings::default().timeout(Duration::from_millis(500));
+            let _ = syncing.sync(settings).await;
+        });
+        E2eClient {
+            client,
+            received,
+            sync,
+        }
+    }
+
+    /// Waits until the client knows `room` as joined.
+    pub async fn joined_room(&self, room: &RoomId) -> Room {
+        let deadline = Instant::now() + DEFAULT_TIMEOUT;
+        loop {
+            if let Some(found) = self.client.get_room(room)
+                && found.state() == RoomState::Joined
+            {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the e2e client never saw {room} as joined"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends a plain text message (encrypted when the room is).
+    pub async fn send_text(&self, room: &RoomId, body: &str) {
+        self.joined_room(room)
+            .await
+            .send(RoomMessageEventContent::text_plain(body))
+            .await
+            .expect("matrix-sdk send");
+    }
+
+    /// Waits for a message in `room` from `sender` that the client decrypted
+    /// (or received in the clear) and whose body matches.
+    pub async fn wait_message(
+        &self,
+        room: &RoomId,
+        sender: &UserId,
+        matches: impl Fn(&str) -> bool,
+    ) -> Received {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(found) = self
+                .received
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|m| m.room_id == room && m.sender == sender.as_str() && matches(&m.body))
+            {
+                return found.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no matching message from {sender} in {room}; the e2e client has: {:#?}",
+                self.received.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
