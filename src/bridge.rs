@@ -677,6 +677,7 @@ pub async fn run(
         tracing::info!(network = %id, "module stopped");
     }
     bridge.task_guard.lock().expect("task guard lock").take();
+    let store = bridge.store.clone();
     drop(bridge);
     if tokio::time::timeout(Duration::from_secs(10), async {
         while tasks_done.recv().await.is_some() {}
@@ -685,6 +686,14 @@ pub async fn run(
     .is_err()
     {
         tracing::warn!("some tasks did not finish within 10 s");
+    }
+    // The database connections go now, not whenever the last handle does
+    // (a PostgreSQL server counts them against max_connections).
+    if tokio::time::timeout(Duration::from_secs(5), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections still in use at shutdown");
     }
     tracing::info!("stopped");
     Ok(())
