@@ -212,6 +212,61 @@ async fn a_send_whose_answer_was_lost_is_found_not_sent_again() {
     assert_eq!(filter["types"], json!(["m.room.message"]));
 }
 
+/// Encrypts every send into a fixed ciphertext.
+struct FixedCiphertext;
+
+#[async_trait::async_trait]
+impl crate::matrix::RoomEncryption for FixedCiphertext {
+    async fn encrypt(
+        &self,
+        _room: &RoomId,
+        _sender: &ruma::UserId,
+        _event_type: &str,
+        _content: &serde_json::Value,
+    ) -> crate::matrix::Result<Option<serde_json::Value>> {
+        Ok(Some(json!({
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "ciphertext": "opaque",
+        })))
+    }
+}
+
+#[tokio::test]
+async fn in_an_encrypted_room_the_marker_is_in_the_clear_part() {
+    let server = MockServer::start().await;
+    server
+        .mock_send()
+        .recorded_then_closed("$first")
+        .ok_recorded("$duplicate");
+    server.mock_messages().timeline();
+    let client = server.client();
+    client.set_encryption(std::sync::Arc::new(FixedCiphertext));
+
+    let event_id = client
+        .intent(GHOST.try_into().unwrap())
+        .send(
+            room_id!("!abcDEF123"),
+            "m.room.message",
+            &content::text("secret words", None),
+            None,
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(event_id, "$first");
+    let timeline = server.timeline();
+    assert_eq!(timeline.len(), 1);
+    assert_eq!(timeline[0]["type"], "m.room.encrypted");
+    assert_eq!(timeline[0]["content"]["ciphertext"], "opaque");
+    assert!(timeline[0]["content"][crate::matrix::TXN_MARKER_KEY].is_string());
+    assert!(!timeline[0].to_string().contains("secret words"));
+    let filter = server.requests()[1]
+        .query_param("filter")
+        .unwrap()
+        .to_owned();
+    assert!(filter.contains("m.room.encrypted"), "{filter}");
+}
+
 #[tokio::test]
 async fn a_later_call_with_the_same_txn_id_looks_first() {
     // Given a send whose answer was lost, and a homeserver that stays away
