@@ -433,14 +433,20 @@ async fn soak(portals: usize, rate: f64, duration: Duration) {
          end of load {rss_end_of_load}, drained {rss_drained}, after {} s quiet {rss_quiet}",
         quiet.as_secs()
     );
-    let growth = rss_quiet as f64 / rss_before_faults.max(1) as f64 - 1.0;
+    // Two readings: the level after the run against the level before the
+    // faults (what the run left behind), and the drift while idle (whether
+    // it keeps growing).
+    let step = rss_quiet as f64 / rss_before_faults.max(1) as f64 - 1.0;
+    let drift = rss_quiet as f64 / rss_drained.max(1) as f64 - 1.0;
     println!(
-        "  memory after the run vs before the faults: {:+.1}% ({})",
-        growth * 100.0,
-        if growth.abs() <= 0.10 {
-            "flat"
+        "  memory: {:+.1}% after the run vs before the faults; {:+.1}% over the {} s quiet period ({})",
+        step * 100.0,
+        drift * 100.0,
+        quiet.as_secs(),
+        if drift.abs() <= 0.02 {
+            "flat afterwards"
         } else {
-            "NOT flat"
+            "NOT flat afterwards"
         }
     );
     let series: Vec<String> = samples
