@@ -3,9 +3,10 @@
 //! logs) and the calls that are not made on behalf of one user.
 
 use std::{
+    collections::VecDeque,
     fmt,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -17,6 +18,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use url::Url;
 
 use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
@@ -35,6 +37,12 @@ const MAX_ERROR_BODY_BYTES: u64 = 64 * 1024;
 /// call. Beyond it the call fails with the (transient) 429 and the caller's
 /// queue decides, instead of a task sleeping for an hour.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// How many sends whose outcome is unknown are remembered. Only an outage
+/// leaves entries behind (each is dropped once its send is settled); past
+/// this many the oldest is forgotten, which only loses the check before its
+/// next retry.
+const MAX_UNSURE_SENDS: usize = 4096;
 
 /// Characters left as they are in a path segment: RFC 3986 "unreserved".
 /// Everything else, including `!`, `#`, `@`, `:`, `$` and `/`, is escaped, so
@@ -129,6 +137,11 @@ struct Inner {
     retry: RetryPolicy,
     /// Set once end-to-bridge encryption has started.
     encryption: std::sync::OnceLock<Arc<dyn super::RoomEncryption>>,
+    /// Key of [`MatrixClient::txn_marker`], derived from the `as_token`.
+    marker_key: [u8; 32],
+    /// Paths of sends with an attempt that may have reached the homeserver
+    /// and no answer since: see [`MatrixClient::execute_unless_done`].
+    unsure_sends: Mutex<VecDeque<String>>,
 }
 
 impl fmt::Debug for MatrixClient {
@@ -169,6 +182,11 @@ impl MatrixClient {
                 )
             })?;
         authorization.set_sensitive(true);
+        let marker_key = Sha256::new()
+            .chain_update(b"passerelle txn marker\0")
+            .chain_update(as_token.as_bytes())
+            .finalize()
+            .into();
         let domain = OwnedServerName::try_from(domain)
             .map_err(|e| Error::InvalidInput(format!("invalid homeserver domain: {e}")))?;
 
@@ -193,6 +211,8 @@ impl MatrixClient {
                 domain,
                 retry,
                 encryption: std::sync::OnceLock::new(),
+                marker_key,
+                unsure_sends: Mutex::new(VecDeque::new()),
             }),
         })
     }
@@ -205,6 +225,18 @@ impl MatrixClient {
 
     pub(crate) fn encryption(&self) -> Option<&Arc<dyn super::RoomEncryption>> {
         self.inner.encryption.get()
+    }
+
+    /// The value of [`super::TXN_MARKER_KEY`] in the content of a send made
+    /// with `txn_id`: the same for every attempt, and keyed with the
+    /// `as_token` so that, readable in an encrypted event's clear part, it
+    /// tells nothing about the remote message a transaction id is made from.
+    pub(crate) fn txn_marker(&self, txn_id: &str) -> String {
+        let digest = Sha256::new()
+            .chain_update(self.inner.marker_key)
+            .chain_update(txn_id.as_bytes())
+            .finalize();
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
 
     /// The server name our users live on.
@@ -315,73 +347,187 @@ impl MatrixClient {
         let mut delays = self.inner.retry.delays();
         let mut attempt: u32 = 1;
         loop {
-            let started = Instant::now();
-            let outcome = self.attempt(request, url.clone()).await;
-            let status = match &outcome {
-                Ok(response) => response.status.as_str().to_owned(),
-                Err(Error::Matrix { status, .. }) => status.to_string(),
-                Err(_) => "error".to_owned(),
-            };
-            record_metrics(request.endpoint, status, started.elapsed());
-
-            let error = match outcome {
-                Ok(response) => {
-                    tracing::debug!(
-                        endpoint = request.endpoint,
-                        path = %request.path,
-                        status = response.status.as_u16(),
-                        attempt,
-                        "homeserver request done"
-                    );
-                    return Ok(response);
-                }
+            let error = match self.attempt_recorded(request, url.clone(), attempt).await {
+                Ok(response) => return Ok(response),
                 Err(error) => error,
             };
-            if !request.retry.allows(&error) {
-                return Err(error);
-            }
-            let Some(backoff) = delays.next() else {
-                tracing::warn!(
-                    endpoint = request.endpoint,
-                    path = %request.path,
-                    attempts = attempt,
-                    %error,
-                    "homeserver request failed, giving up"
-                );
+            let Some(delay) = self.retry_delay(request, &error, &mut delays, attempt) else {
                 return Err(error);
             };
-            let delay = match &error {
-                Error::Matrix {
-                    retry_after: Some(wait),
-                    ..
-                } if *wait > MAX_RETRY_AFTER => {
-                    tracing::warn!(
-                        endpoint = request.endpoint,
-                        path = %request.path,
-                        wait_s = wait.as_secs(),
-                        "homeserver asked for a long wait, not retrying"
-                    );
-                    return Err(error);
-                }
-                Error::Matrix {
-                    retry_after: Some(wait),
-                    ..
-                } => *wait,
-                _ => backoff,
-            };
-            tracing::warn!(
-                endpoint = request.endpoint,
-                path = %request.path,
-                attempt,
-                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                %error,
-                "homeserver request failed, retrying"
-            );
-            metrics::counter!("passerelle_homeserver_retries_total", "endpoint" => request.endpoint)
-                .increment(1);
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
+    }
+
+    /// [`Self::execute`] for a request the homeserver must act on at most
+    /// once although it may forget that it did: a send, whose transaction
+    /// id Synapse keeps only in memory for an appservice (a restarted one
+    /// makes a second event for the same id).
+    ///
+    /// After an attempt that may have reached the homeserver (see
+    /// [`may_have_acted`]), each further attempt, in this call or in a later
+    /// one with the same path (a portal queue's retry), first asks
+    /// `already_done`; what it finds is the answer. A failure of
+    /// `already_done` counts as a failed attempt when it is transient (the
+    /// homeserver is still away); otherwise the request is sent anyway,
+    /// which is what happened before there was a check.
+    pub(crate) async fn execute_unless_done<T, F>(
+        &self,
+        request: &Request,
+        as_user: Option<&UserId>,
+        parse: impl Fn(&Response) -> Result<T>,
+        mut already_done: impl FnMut() -> F,
+    ) -> Result<T>
+    where
+        F: Future<Output = Result<Option<T>>>,
+    {
+        let url = self.url(request, as_user)?;
+        let mut delays = self.inner.retry.delays();
+        let mut attempt: u32 = 1;
+        loop {
+            let mut check = Ok(None);
+            if self.is_unsure(&request.path) {
+                check = already_done().await;
+            }
+            let error = match check {
+                Ok(Some(done)) => {
+                    self.settle(&request.path);
+                    tracing::info!(
+                        endpoint = request.endpoint,
+                        path = %request.path,
+                        "an earlier attempt had gone through, not sending again"
+                    );
+                    return Ok(done);
+                }
+                Err(error) if error.is_transient() => error,
+                check => {
+                    if let Err(error) = check {
+                        tracing::warn!(
+                            endpoint = request.endpoint,
+                            path = %request.path,
+                            %error,
+                            "cannot check whether an earlier attempt went through, sending again"
+                        );
+                    }
+                    match self.attempt_recorded(request, url.clone(), attempt).await {
+                        Ok(response) => {
+                            self.settle(&request.path);
+                            return parse(&response);
+                        }
+                        Err(error) => {
+                            if may_have_acted(&error) {
+                                self.remember_unsure(&request.path);
+                            }
+                            error
+                        }
+                    }
+                }
+            };
+            let Some(delay) = self.retry_delay(request, &error, &mut delays, attempt) else {
+                return Err(error);
+            };
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    fn is_unsure(&self, path: &str) -> bool {
+        lock(&self.inner.unsure_sends).iter().any(|p| p == path)
+    }
+
+    fn remember_unsure(&self, path: &str) {
+        let mut unsure = lock(&self.inner.unsure_sends);
+        if !unsure.iter().any(|p| p == path) {
+            if unsure.len() >= MAX_UNSURE_SENDS {
+                unsure.pop_front();
+            }
+            unsure.push_back(path.to_owned());
+        }
+    }
+
+    fn settle(&self, path: &str) {
+        lock(&self.inner.unsure_sends).retain(|p| p != path);
+    }
+
+    /// One attempt, logged and counted in the metrics.
+    async fn attempt_recorded(
+        &self,
+        request: &Request,
+        url: Url,
+        attempt: u32,
+    ) -> Result<Response> {
+        let started = Instant::now();
+        let outcome = self.attempt(request, url).await;
+        let status = match &outcome {
+            Ok(response) => response.status.as_str().to_owned(),
+            Err(Error::Matrix { status, .. }) => status.to_string(),
+            Err(_) => "error".to_owned(),
+        };
+        record_metrics(request.endpoint, status, started.elapsed());
+        if let Ok(response) = &outcome {
+            tracing::debug!(
+                endpoint = request.endpoint,
+                path = %request.path,
+                status = response.status.as_u16(),
+                attempt,
+                "homeserver request done"
+            );
+        }
+        outcome
+    }
+
+    /// How long to wait before retrying after `error`; `None` when the
+    /// request may not or need not be retried.
+    fn retry_delay(
+        &self,
+        request: &Request,
+        error: &Error,
+        delays: &mut impl Iterator<Item = Duration>,
+        attempt: u32,
+    ) -> Option<Duration> {
+        if !request.retry.allows(error) {
+            return None;
+        }
+        let Some(backoff) = delays.next() else {
+            tracing::warn!(
+                endpoint = request.endpoint,
+                path = %request.path,
+                attempts = attempt,
+                %error,
+                "homeserver request failed, giving up"
+            );
+            return None;
+        };
+        let delay = match error {
+            Error::Matrix {
+                retry_after: Some(wait),
+                ..
+            } if *wait > MAX_RETRY_AFTER => {
+                tracing::warn!(
+                    endpoint = request.endpoint,
+                    path = %request.path,
+                    wait_s = wait.as_secs(),
+                    "homeserver asked for a long wait, not retrying"
+                );
+                return None;
+            }
+            Error::Matrix {
+                retry_after: Some(wait),
+                ..
+            } => *wait,
+            _ => backoff,
+        };
+        tracing::warn!(
+            endpoint = request.endpoint,
+            path = %request.path,
+            attempt,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            %error,
+            "homeserver request failed, retrying"
+        );
+        metrics::counter!("passerelle_homeserver_retries_total", "endpoint" => request.endpoint)
+            .increment(1);
+        Some(delay)
     }
 
     fn url(&self, request: &Request, as_user: Option<&UserId>) -> Result<Url> {
@@ -503,6 +649,24 @@ fn matrix_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
             .map(Duration::from_millis)
             .or(header_wait),
     }
+}
+
+/// Whether the homeserver may have acted on a request that failed with
+/// `error`: the request may have reached it (a connection that broke after
+/// connecting, a timeout) or a proxy may have passed it on before failing
+/// (500, 502, 503, 504). A failed connect or a 429 surely did nothing.
+pub(crate) fn may_have_acted(error: &Error) -> bool {
+    match error {
+        Error::Matrix { status, .. } => matches!(status, 500 | 502 | 503 | 504),
+        Error::Http(e) => !e.is_connect() && !e.is_builder(),
+        _ => false,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Which failures a request may be retried after.

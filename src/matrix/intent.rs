@@ -176,6 +176,21 @@ struct RoomIdAnswer {
     room_id: OwnedRoomId,
 }
 
+/// How far back a send that may have gone through is looked for, in the
+/// sender's own events of that type: only its sends since the failed
+/// attempt can be newer.
+const SENT_LOOKBACK: u32 = 50;
+
+/// `content` with [`super::TXN_MARKER_KEY`] set to `marker`; content that
+/// is not an object (never ours) is sent as it is.
+fn with_marker(content: &Value, marker: &str) -> Value {
+    let mut content = content.clone();
+    if let Value::Object(map) = &mut content {
+        map.insert(super::TXN_MARKER_KEY.to_owned(), json!(marker));
+    }
+    content
+}
+
 fn room_path(room: &RoomId, rest: &str) -> String {
     format!("/_matrix/client/v3/rooms/{}/{rest}", encode(room.as_str()))
 }
@@ -363,8 +378,16 @@ impl Intent {
 
     /// [`Intent::send`] with a caller-chosen transaction id: a caller that
     /// retries on its own (after this client's retries gave up) passes the
-    /// same id again, and the homeserver answers with the event it already
-    /// made instead of making a second one.
+    /// same id again, and the event is not made twice.
+    ///
+    /// The homeserver's own deduplication by transaction id is not enough:
+    /// Synapse keeps an appservice's transaction ids in memory only, so a
+    /// send it persisted just before a restart, whose answer was lost, is
+    /// made again by the retry. The content therefore carries a marker
+    /// derived from `txn_id` ([`super::TXN_MARKER_KEY`], in the clear part
+    /// of an encrypted event), and a retry after an attempt that may have
+    /// gone through first looks for the sender's recent event with that
+    /// marker (`GET /messages`) and answers its id instead of sending again.
     pub async fn send_with_txn_id(
         &self,
         room: &RoomId,
@@ -385,17 +408,68 @@ impl Intent {
             Some(encrypted) => ("m.room.encrypted", encrypted),
             None => (event_type, content),
         };
+        let marker = self.client.txn_marker(txn_id);
         let path = room_path(
             room,
             &format!("send/{}/{}", encode(event_type), encode(txn_id)),
         );
-        let mut request = Request::new(Method::PUT, "send", path).json(content.clone());
+        let mut request =
+            Request::new(Method::PUT, "send", path).json(with_marker(content, &marker));
         if let Some(ts) = ts {
             request = request.query("ts", ts.to_string());
         }
-        let event_id = self.call_for_event_id(request).await?;
+        let as_user = self.masquerade.then_some(&*self.user_id);
+        let event_id = self
+            .client
+            .execute_unless_done(
+                &request,
+                as_user,
+                |response| Ok(response.parse::<EventIdAnswer>()?.event_id),
+                || self.find_sent(room, event_type, &marker),
+            )
+            .await?;
         tracing::debug!(%room, %event_id, event_type, user_id = %self.user_id, "sent event");
         Ok(event_id)
+    }
+
+    /// The id of this user's recent `event_type` event in `room` whose
+    /// content carries `marker`. One attempt: the send's loop retries.
+    async fn find_sent(
+        &self,
+        room: &RoomId,
+        event_type: &str,
+        marker: &str,
+    ) -> Result<Option<OwnedEventId>> {
+        #[derive(Deserialize)]
+        struct Messages {
+            chunk: Vec<Value>,
+        }
+        let filter = json!({
+            "senders": [self.user_id],
+            "types": [event_type],
+            "lazy_load_members": true,
+        });
+        let request = Request::new(Method::GET, "messages", room_path(room, "messages"))
+            .query("dir", "b")
+            .query("limit", SENT_LOOKBACK.to_string())
+            .query("filter", filter.to_string())
+            .retry(Retry::Never);
+        let answer: Messages = self.call(request).await?.parse()?;
+        Ok(answer
+            .chunk
+            .iter()
+            .filter(|event| {
+                event.get("sender").and_then(Value::as_str) == Some(self.user_id.as_str())
+            })
+            .find(|event| {
+                event
+                    .get("content")
+                    .and_then(|content| content.get(super::TXN_MARKER_KEY))
+                    .and_then(Value::as_str)
+                    == Some(marker)
+            })
+            .and_then(|event| event.get("event_id").and_then(Value::as_str))
+            .and_then(|id| OwnedEventId::try_from(id).ok()))
     }
 
     /// `PUT /rooms/{roomId}/state/{eventType}/{stateKey}`, with `?ts=` when given.

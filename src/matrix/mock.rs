@@ -12,6 +12,10 @@
 //! the next answer of the first matching route whose queue is not empty;
 //! with none left it gets 404 `M_UNRECOGNIZED`, like a homeserver lacking the
 //! endpoint. Every request is recorded with its raw (still encoded) path.
+//!
+//! Sends answered with `ok_recorded`/`recorded_then_closed` also land in a
+//! small timeline that `mock_messages().timeline()` serves, like a
+//! homeserver that persisted them.
 
 use std::{
     collections::VecDeque,
@@ -41,6 +45,8 @@ pub(crate) const BOT_LOCALPART: &str = "bot";
 struct Shared {
     routes: Vec<Route>,
     requests: Vec<ReceivedRequest>,
+    /// Events recorded by sends, oldest first, with their `room_id`.
+    timeline: Vec<Value>,
 }
 
 struct Route {
@@ -55,6 +61,20 @@ struct Answer {
     content_type: String,
     headers: Vec<(String, String)>,
     body: Bytes,
+    action: Action,
+}
+
+/// What an answer does besides answering.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    None,
+    /// A send: record the event in the timeline.
+    Record,
+    /// A send: record the event, then break the connection instead of
+    /// answering, like a homeserver stopped after persisting it.
+    RecordThenClose,
+    /// `/messages`: answer from the timeline instead of `body`.
+    Timeline,
 }
 
 /// A request the mock received.
@@ -156,6 +176,11 @@ impl MockServer {
         lock(&self.shared).requests.clone()
     }
 
+    /// The events recorded by sends, oldest first.
+    pub(crate) fn timeline(&self) -> Vec<Value> {
+        lock(&self.shared).timeline.clone()
+    }
+
     /// The only request received; panics if there were more or none.
     pub(crate) fn single_request(&self) -> ReceivedRequest {
         let mut requests = self.requests();
@@ -227,6 +252,10 @@ impl MockServer {
 
     pub(crate) fn mock_send(&self) -> MockEndpoint<EventIdAnswer> {
         self.mock(Method::PUT, "/_matrix/client/v3/rooms/*/send/*/*")
+    }
+
+    pub(crate) fn mock_messages(&self) -> MockEndpoint<Messages> {
+        self.mock(Method::GET, "/_matrix/client/v3/rooms/*/messages")
     }
 
     pub(crate) fn mock_send_state(&self) -> MockEndpoint<EventIdAnswer> {
@@ -306,6 +335,7 @@ impl<E> MockEndpoint<E> {
             content_type: "application/json".to_owned(),
             headers: Vec::new(),
             body: Bytes::from(body.to_string()),
+            action: Action::None,
         })
     }
 
@@ -321,6 +351,7 @@ impl<E> MockEndpoint<E> {
             content_type: "application/json".to_owned(),
             headers: vec![(name.to_owned(), value.to_owned())],
             body: Bytes::from(body.to_string()),
+            action: Action::None,
         })
     }
 
@@ -331,6 +362,7 @@ impl<E> MockEndpoint<E> {
             content_type: content_type.to_owned(),
             headers: Vec::new(),
             body: Bytes::copy_from_slice(body),
+            action: Action::None,
         })
     }
 
@@ -364,6 +396,7 @@ pub(crate) struct Profile;
 pub(crate) struct Empty;
 pub(crate) struct RoomIdAnswer;
 pub(crate) struct EventIdAnswer;
+pub(crate) struct Messages;
 pub(crate) struct StateContent;
 pub(crate) struct JoinedMembers;
 pub(crate) struct JoinedRooms;
@@ -432,6 +465,41 @@ impl MockEndpoint<RoomIdAnswer> {
 impl MockEndpoint<EventIdAnswer> {
     pub(crate) fn ok(self, event_id: &str) -> Self {
         self.respond(200, json!({ "event_id": event_id }))
+    }
+
+    fn with_action(self, event_id: &str, action: Action) -> Self {
+        self.push(Answer {
+            status: 200,
+            content_type: "application/json".to_owned(),
+            headers: Vec::new(),
+            body: Bytes::from(json!({ "event_id": event_id }).to_string()),
+            action,
+        })
+    }
+
+    /// Records the event in the timeline as `event_id` and answers it.
+    pub(crate) fn ok_recorded(self, event_id: &str) -> Self {
+        self.with_action(event_id, Action::Record)
+    }
+
+    /// Records the event as `event_id`, then closes the connection without
+    /// an answer.
+    pub(crate) fn recorded_then_closed(self, event_id: &str) -> Self {
+        self.with_action(event_id, Action::RecordThenClose)
+    }
+}
+
+impl MockEndpoint<Messages> {
+    /// Answers with the recorded events of the room, newest first, as the
+    /// `filter`'s `senders` and `types` allow, at most `limit`.
+    pub(crate) fn timeline(self) -> Self {
+        self.push(Answer {
+            status: 200,
+            content_type: "application/json".to_owned(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+            action: Action::Timeline,
+        })
     }
 }
 
@@ -515,10 +583,25 @@ async fn handle(
             .iter_mut()
             .filter(|route| route.method == method && matches(&route.pattern, &request.path))
             .find_map(|route| route.answers.pop_front());
+        let answer = answer.map(|mut answer| {
+            match answer.action {
+                Action::Record | Action::RecordThenClose => {
+                    let event = recorded_event(&request, &answer.body);
+                    shared.timeline.push(event);
+                }
+                Action::Timeline => {
+                    answer.body =
+                        Bytes::from(timeline_page(&shared.timeline, &request).to_string());
+                }
+                Action::None => {}
+            }
+            answer
+        });
         shared.requests.push(request);
         answer
     };
     let answer = answer.unwrap_or_else(|| Answer {
+        action: Action::None,
         status: 404,
         content_type: "application/json".to_owned(),
         headers: Vec::new(),
@@ -533,7 +616,63 @@ async fn handle(
     for (name, value) in answer.headers {
         response = response.header(name, value);
     }
-    response
-        .body(Body::from(answer.body))
-        .expect("valid mock response")
+    let body = if answer.action == Action::RecordThenClose {
+        // The status line is out, the body fails: hyper drops the
+        // connection and the client sees it break mid-answer.
+        Body::from_stream(futures::stream::once(async {
+            Err::<Bytes, _>(std::io::Error::other("mock homeserver stopped"))
+        }))
+    } else {
+        Body::from(answer.body)
+    };
+    response.body(body).expect("valid mock response")
+}
+
+/// The event a send request makes: `/rooms/{room}/send/{type}/{txn}`, sent
+/// by `?user_id=` or the bot, with the event id of the answer.
+fn recorded_event(request: &ReceivedRequest, answer: &Bytes) -> Value {
+    let decode = |segment: &str| {
+        percent_encoding::percent_decode_str(segment)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let segments: Vec<&str> = request.path.split('/').collect();
+    let answer: Value = serde_json::from_slice(answer).expect("send answer is JSON");
+    json!({
+        "event_id": answer["event_id"],
+        "room_id": decode(segments[5]),
+        "type": decode(segments[7]),
+        "sender": request
+            .query_param("user_id")
+            .map_or_else(|| format!("@{BOT_LOCALPART}:{DOMAIN}"), str::to_owned),
+        "content": request.json(),
+    })
+}
+
+/// A `/messages?dir=b` page of `timeline` for the request's room.
+fn timeline_page(timeline: &[Value], request: &ReceivedRequest) -> Value {
+    let room = percent_encoding::percent_decode_str(request.path.split('/').nth(5).unwrap_or(""))
+        .decode_utf8_lossy()
+        .into_owned();
+    let filter: Value = request.query_param("filter").map_or(Value::Null, |f| {
+        serde_json::from_str(f).expect("filter is JSON")
+    });
+    let allows = |key: &str, value: &Value| {
+        filter[key]
+            .as_array()
+            .is_none_or(|allowed| allowed.contains(value))
+    };
+    let limit = request
+        .query_param("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(10);
+    let chunk: Vec<Value> = timeline
+        .iter()
+        .rev()
+        .filter(|event| event["room_id"] == room.as_str())
+        .filter(|event| allows("senders", &event["sender"]) && allows("types", &event["type"]))
+        .take(limit)
+        .cloned()
+        .collect();
+    json!({ "chunk": chunk, "start": "s1" })
 }

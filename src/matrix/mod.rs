@@ -24,6 +24,11 @@ pub use device::DeviceApi;
 pub use error::{Error, Result};
 pub use intent::{CreateRoom, InitialStateEvent, Intent, Profile, RoomPreset, RoomVisibility};
 
+/// The content key of every event sent with [`Intent::send`]: a marker
+/// made from the send's transaction id (keyed, so it reveals nothing), by
+/// which a retry recognises an event an earlier attempt already made.
+pub const TXN_MARKER_KEY: &str = "net.passerelle.txn";
+
 /// Encrypts what our users send in encrypted rooms. Installed once on the
 /// [`MatrixClient`] ([`MatrixClient::set_encryption`]); every
 /// [`Intent::send`] asks it first.

@@ -348,10 +348,17 @@ impl Server {
                         .iter()
                         .cloned()
                         .collect();
-                    if let Some(bot) = self.bot.get() {
-                        for channel in channels {
-                            let _ = bot.join(&channel).await;
-                        }
+                    // Not awaited in this loop: the connection waits for
+                    // this loop to take its events (the server's answers to
+                    // the rejoin) while a join waits for room in the
+                    // connection's send queue; past a few dozen channels
+                    // both queues fill and the bot goes deaf for good.
+                    if let Some(bot) = self.bot.get().cloned() {
+                        tokio::spawn(async move {
+                            for channel in channels {
+                                let _ = bot.join(&channel).await;
+                            }
+                        });
                     }
                 }
                 Event::Message(message) => {

@@ -114,7 +114,19 @@ async fn send_returns_the_event_id_and_passes_ts() {
     assert_eq!(requests[0].method, Method::PUT);
     assert_eq!(requests[0].query_param("ts"), Some("1700000000123"));
     assert_eq!(requests[0].query_param("user_id"), Some(GHOST));
-    assert_eq!(requests[0].json(), text);
+    let mut sent = requests[0].json();
+    let marker = sent
+        .as_object_mut()
+        .unwrap()
+        .remove(crate::matrix::TXN_MARKER_KEY)
+        .unwrap();
+    assert_eq!(sent, text, "the content plus the marker, nothing else");
+    assert_eq!(marker.as_str().unwrap().len(), 32);
+    assert_ne!(
+        requests[1].json()[crate::matrix::TXN_MARKER_KEY],
+        marker,
+        "each send has its own marker"
+    );
     assert_eq!(requests[1].query_param("ts"), None);
     assert_ne!(
         requests[0].path, requests[1].path,
@@ -130,6 +142,8 @@ async fn retried_send_reuses_the_txn_id() {
         .error(502, "M_UNKNOWN")
         .rate_limited(5)
         .ok("$ev");
+    // After the 502 the event may exist: each retry looks for it first.
+    server.mock_messages().timeline().timeline();
 
     let event_id = ghost(&server)
         .send(
@@ -143,9 +157,175 @@ async fn retried_send_reuses_the_txn_id() {
 
     assert_eq!(event_id, "$ev");
     let requests = server.requests();
-    assert_eq!(requests.len(), 3);
-    assert!(requests.iter().all(|r| r.path == requests[0].path));
-    assert!(requests.iter().all(|r| r.query_param("ts") == Some("5")));
+    let methods: Vec<_> = requests.iter().map(|r| r.method.clone()).collect();
+    assert_eq!(
+        methods,
+        [
+            Method::PUT,
+            Method::GET,
+            Method::PUT,
+            Method::GET,
+            Method::PUT
+        ]
+    );
+    let sends: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == Method::PUT)
+        .collect();
+    assert!(sends.iter().all(|r| r.path == sends[0].path));
+    assert!(sends.iter().all(|r| r.query_param("ts") == Some("5")));
+    assert!(sends.iter().all(|r| r.json() == sends[0].json()));
+}
+
+#[tokio::test]
+async fn a_send_whose_answer_was_lost_is_found_not_sent_again() {
+    // Given a homeserver that persists the event and stops before
+    // answering, then forgets the transaction id (Synapse restarted).
+    let server = MockServer::start().await;
+    server
+        .mock_send()
+        .recorded_then_closed("$first")
+        .ok_recorded("$duplicate");
+    server.mock_messages().timeline();
+
+    // When the send is retried.
+    let event_id = ghost(&server)
+        .send(
+            room_id!("!abcDEF123"),
+            "m.room.message",
+            &content::text("once", None),
+            None,
+        )
+        .await
+        .unwrap();
+
+    // Then the first event is the answer, and there is only one.
+    assert_eq!(event_id, "$first");
+    assert_eq!(server.timeline().len(), 1);
+    let lookup = &server.requests()[1];
+    assert_eq!(lookup.method, Method::GET);
+    assert_eq!(lookup.query_param("dir"), Some("b"));
+    assert_eq!(lookup.query_param("user_id"), Some(GHOST));
+    let filter: serde_json::Value =
+        serde_json::from_str(lookup.query_param("filter").unwrap()).unwrap();
+    assert_eq!(filter["senders"], json!([GHOST]));
+    assert_eq!(filter["types"], json!(["m.room.message"]));
+}
+
+/// Encrypts every send into a fixed ciphertext.
+struct FixedCiphertext;
+
+#[async_trait::async_trait]
+impl crate::matrix::RoomEncryption for FixedCiphertext {
+    async fn encrypt(
+        &self,
+        _room: &RoomId,
+        _sender: &ruma::UserId,
+        _event_type: &str,
+        _content: &serde_json::Value,
+    ) -> crate::matrix::Result<Option<serde_json::Value>> {
+        Ok(Some(json!({
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "ciphertext": "opaque",
+        })))
+    }
+}
+
+#[tokio::test]
+async fn in_an_encrypted_room_the_marker_is_in_the_clear_part() {
+    let server = MockServer::start().await;
+    server
+        .mock_send()
+        .recorded_then_closed("$first")
+        .ok_recorded("$duplicate");
+    server.mock_messages().timeline();
+    let client = server.client();
+    client.set_encryption(std::sync::Arc::new(FixedCiphertext));
+
+    let event_id = client
+        .intent(GHOST.try_into().unwrap())
+        .send(
+            room_id!("!abcDEF123"),
+            "m.room.message",
+            &content::text("secret words", None),
+            None,
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(event_id, "$first");
+    let timeline = server.timeline();
+    assert_eq!(timeline.len(), 1);
+    assert_eq!(timeline[0]["type"], "m.room.encrypted");
+    assert_eq!(timeline[0]["content"]["ciphertext"], "opaque");
+    assert!(timeline[0]["content"][crate::matrix::TXN_MARKER_KEY].is_string());
+    assert!(!timeline[0].to_string().contains("secret words"));
+    let filter = server.requests()[1]
+        .query_param("filter")
+        .unwrap()
+        .to_owned();
+    assert!(filter.contains("m.room.encrypted"), "{filter}");
+}
+
+#[tokio::test]
+async fn a_later_call_with_the_same_txn_id_looks_first() {
+    // Given a send whose answer was lost, and a homeserver that stays away
+    // until this client's retries give up.
+    let server = MockServer::start().await;
+    server
+        .mock_send()
+        .recorded_then_closed("$first")
+        .ok_recorded("$duplicate");
+    let messages = server.mock_messages();
+    for _ in 0..MockServer::RETRY.max_attempts {
+        messages.clone().error(503, "M_UNKNOWN");
+    }
+    messages.timeline();
+    let intent = ghost(&server);
+    let room = room_id!("!abcDEF123");
+    let text = content::text("once", None);
+
+    let error = intent
+        .send_with_txn_id(room, "m.room.message", &text, Some(7), "r42")
+        .await
+        .unwrap_err();
+    assert!(error.is_transient(), "{error}");
+
+    // When the portal queue retries the same message, once it is back.
+    let event_id = intent
+        .send_with_txn_id(room, "m.room.message", &text, Some(7), "r42")
+        .await
+        .unwrap();
+
+    // Then it finds the first event instead of making a second one.
+    assert_eq!(event_id, "$first");
+    assert_eq!(server.timeline().len(), 1);
+    let sends = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == Method::PUT)
+        .count();
+    assert_eq!(sends, 1);
+}
+
+#[tokio::test]
+async fn the_marker_is_stable_keyed_and_hides_the_txn_id() {
+    let server = MockServer::start().await;
+    let client = server.client();
+    let other = MatrixClient::new(
+        server.url(),
+        "another_token".to_owned(),
+        "example.org".to_owned(),
+        MockServer::RETRY,
+    )
+    .unwrap();
+
+    let marker = client.txn_marker("r0123456789abcdef");
+
+    assert_eq!(marker, client.txn_marker("r0123456789abcdef"));
+    assert_ne!(marker, client.txn_marker("r0123456789abcdeg"));
+    assert_ne!(marker, other.txn_marker("r0123456789abcdef"));
+    assert!(!marker.contains("0123456789abcdef"));
 }
 
 #[tokio::test]

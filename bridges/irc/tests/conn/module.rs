@@ -3,6 +3,7 @@
 //! none: the exact lines for Matrix replies and reactions, and IRC replies
 //! and reactions turned into Matrix ones. The runtime is a recording fake.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -162,6 +163,24 @@ async fn start_with(
     mpsc::UnboundedReceiver<RemoteEvent>,
 ) {
     let server = FakeServer::bind().await;
+    let (module, received) = module_on(&server, vec![portal()], extra).await;
+    let mut bot = server.accept().await;
+    match caps {
+        Some(caps) => bot.register_with_caps("bridgebot", caps).await,
+        None => bot.register_without_cap("bridgebot").await,
+    }
+    assert_eq!(bot.expect("JOIN").await, "JOIN #chan");
+    bot.send(":bridgebot!bot@fake.test JOIN #chan").await;
+    (server, module, bot, received)
+}
+
+/// The module started on network `fake` (the fake server) with `portals`
+/// bridged and `extra` keys in the network's config; its bot is connecting.
+async fn module_on(
+    server: &FakeServer,
+    portals: Vec<PortalKey>,
+    extra: serde_json::Value,
+) -> (Arc<IrcModule>, mpsc::UnboundedReceiver<RemoteEvent>) {
     let mut network = serde_json::json!({
         "host": "127.0.0.1", "port": server.port, "tls": false,
         "bot_nick": "bridgebot", "flood_burst": 50, "flood_interval": "10ms"
@@ -175,19 +194,12 @@ async fn start_with(
     let module = Arc::new(IrcModule::new(config));
     let (events, received) = mpsc::unbounded_channel();
     let runtime = Arc::new(RecordingRuntime {
-        portals: vec![portal()],
+        portals,
         events,
         notices: Mutex::new(Vec::new()),
     });
     module.start(runtime).await.unwrap();
-    let mut bot = server.accept().await;
-    match caps {
-        Some(caps) => bot.register_with_caps("bridgebot", caps).await,
-        None => bot.register_without_cap("bridgebot").await,
-    }
-    assert_eq!(bot.expect("JOIN").await, "JOIN #chan");
-    bot.send(":bridgebot!bot@fake.test JOIN #chan").await;
-    (server, module, bot, received)
+    (module, received)
 }
 
 fn portal() -> PortalKey {
@@ -416,4 +428,105 @@ async fn an_idle_puppet_quitting_is_not_an_irc_user_leaving() {
     let next = next_event(&mut events).await;
     assert_eq!(next.sender.id, "fake/bob".into(), "{next:?}");
     assert_eq!(message(&next).body, "still here");
+}
+
+/// The bot rejoins 100 bridged channels after the server restarted, and the
+/// server answers each JOIN (the JOIN, the topic, NAMES) much faster than
+/// the flood limit lets the bot's own JOINs out. The bot's event loop must
+/// go on taking those answers while the JOINs wait for room in the send
+/// queue: when the loop waited for that room itself, the connection waited
+/// for the loop in turn, and nothing was bridged again.
+#[tokio::test]
+async fn rejoining_many_channels_after_a_reconnection_does_not_stall_the_bot() {
+    let channels: Vec<String> = (0..100).map(|i| format!("#room{i:02}")).collect();
+    let server = FakeServer::bind().await;
+    let portals = channels
+        .iter()
+        .map(|c| make_channel_portal("fake", c))
+        .collect();
+    // A flood limit like a real network's, only faster: 5 lines at once,
+    // then one every 5 ms.
+    let extra = serde_json::json!({"flood_burst": 5, "flood_interval": "5ms"});
+    let (_module, mut events) = module_on(&server, portals, extra).await;
+
+    // The first connection: the server confirms the JOINs only once the
+    // bot's event loop is free (it answers a private message), so this part
+    // holds with the deadlock too.
+    let mut bot = server.accept().await;
+    bot.register_without_cap("bridgebot").await;
+    bot.send(":sync!sync@fake.test PRIVMSG bridgebot :done?")
+        .await;
+    bot.expect("NOTICE sync ").await;
+    for channel in &channels {
+        bot.send(&format!(":bridgebot!bot@fake.test JOIN {channel}"))
+            .await;
+    }
+    bot.send(":bob!bob@fake.test PRIVMSG #room42 :before").await;
+    from_bob(&mut events, "before").await;
+
+    // The server restarts; the bot comes back and rejoins, and every
+    // channel is answered as it is asked for.
+    drop(bot);
+    let mut bot = server.accept().await;
+    bot.register_without_cap("bridgebot").await;
+    let mut answered = HashSet::new();
+    while answered.len() < channels.len() {
+        let line = bot.line().await.expect("JOINs, not EOF");
+        let Some(params) = line.strip_prefix("JOIN ") else {
+            continue;
+        };
+        let names = params.split(' ').next().unwrap_or_default();
+        for channel in names.split(',') {
+            if answered.insert(channel.to_owned()) {
+                answer_join(&mut bot, channel).await;
+            }
+        }
+    }
+    bot.send(":bob!bob@fake.test PRIVMSG #room42 :after").await;
+    from_bob(&mut events, "after").await;
+}
+
+/// What a server sends when the bot joins `channel`.
+async fn answer_join(bot: &mut FakeClient, channel: &str) {
+    bot.send(&format!(":bridgebot!bot@fake.test JOIN {channel}"))
+        .await;
+    bot.send(&format!(
+        ":fake.test 332 bridgebot {channel} :About {channel}"
+    ))
+    .await;
+    bot.send(&format!(
+        ":fake.test 333 bridgebot {channel} bob!bob@fake.test 1700000000"
+    ))
+    .await;
+    bot.send(&format!(
+        ":fake.test 353 bridgebot = {channel} :bridgebot @bob carol"
+    ))
+    .await;
+    bot.send(&format!(
+        ":fake.test 366 bridgebot {channel} :End of /NAMES list."
+    ))
+    .await;
+}
+
+/// Waits up to 5 s for bob's message `body` to reach the runtime, past
+/// other events (members joining, topics).
+async fn from_bob(events: &mut mpsc::UnboundedReceiver<RemoteEvent>, body: &str) {
+    let wait = Duration::from_secs(5);
+    let found = timeout(wait, async {
+        while let Some(event) = events.recv().await {
+            if let RemoteEventKind::Message(content) = &event.kind
+                && event.sender.id == "fake/bob".into()
+                && content.body == body
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        found,
+        Ok(true),
+        "bob's {body:?} not bridged within {wait:?}"
+    );
 }

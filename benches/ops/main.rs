@@ -1,0 +1,45 @@
+//! Operations benchmarks and the soak test: `cargo bench --bench ops -- <what>`
+//! (or `scripts/bench-ops`, `scripts/soak`). Prints figures; nothing here is
+//! asserted beyond "the run worked". Results go to docs/BENCHMARKS.md by hand.
+//!
+//! - `transactions`: events per second and per CPU second against an
+//!   acknowledge-only homeserver stand-in.
+//! - `latency`: IRC -> Matrix latency over a direct client send (Synapse, ngircd).
+//! - `startup`: start-up to the first answered ping and RSS at rest, with an
+//!   empty database and with 10,000 portals and 50,000 ghosts.
+//! - `soak [portals] [messages/s] [seconds]`: IRC -> Matrix through Synapse
+//!   with one Synapse and one ngircd restart; counts lost and duplicated
+//!   messages, queue depth and memory.
+
+#[allow(dead_code)]
+#[path = "../../tests/it/harness.rs"]
+mod harness;
+#[path = "../../tests/it/support/mod.rs"]
+mod support;
+
+mod latency;
+mod procstat;
+mod soak;
+mod standin;
+mod startup;
+mod transactions;
+
+const USAGE: &str = "usage: cargo bench --bench ops -- transactions | latency | startup | soak [portals] [messages/s] [seconds]";
+
+fn main() {
+    // `cargo bench` passes `--bench`; options are not ours.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("transactions") => transactions::run(),
+        Some("latency") => latency::run(),
+        Some("startup") => startup::run(),
+        Some("soak") => soak::run(&args[1..]),
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
