@@ -363,12 +363,17 @@ impl Server {
                 }
                 Event::Message(message) => {
                     self.on_bot_message(&message);
-                    // Sent from here, in the order the messages came.
+                    // Not awaited here either, for the same reason as the
+                    // rejoin: a full send queue would stop this loop (each
+                    // nick gets one answer, so their order does not matter).
                     if let Some((nick, answer)) = self.private_answer(&message)
-                        && let Some(bot) = self.bot.get()
-                        && let Err(e) = bot.notice(&nick, &answer).await
+                        && let Some(bot) = self.bot.get().cloned()
                     {
-                        tracing::debug!(error = ?e, "the bot could not answer a private message");
+                        tokio::spawn(async move {
+                            if let Err(e) = bot.notice(&nick, &answer).await {
+                                tracing::debug!(error = ?e, "the bot could not answer a private message");
+                            }
+                        });
                     }
                 }
                 Event::Disconnected { reason } => {
