@@ -8,6 +8,7 @@ use passerelle_api::{MatrixEventKind, MessageContent, PortalKey, RemoteEventKind
 use crate::bridging::now_ms;
 use crate::e2e_client::E2eClient;
 use crate::harness::{RunningBridge, fresh_db, remote, setup};
+use crate::support::synapse::TestClient;
 
 /// Encryption on, with a crypto store of this test's own; portals of the
 /// test network are created encrypted.
@@ -34,7 +35,7 @@ fn bot_id() -> String {
 }
 
 /// The event types `user` sees in `room`, oldest first.
-async fn event_types(user: &crate::support::synapse::TestClient, room: &str) -> Vec<String> {
+async fn event_types(user: &TestClient, room: &str) -> Vec<String> {
     user.messages(room)
         .await
         .iter()
@@ -81,33 +82,52 @@ async fn e2be_bot_answers_help_in_an_encrypted_dm() {
     bridge.stop().await;
 }
 
-/// The portal of `chat`, created by a first remote message, with alice's
-/// e2e client joined.
-async fn encrypted_portal(
-    bridge: &RunningBridge,
-    chat: &str,
-    alice: &crate::support::synapse::TestClient,
-    e2e: &E2eClient,
-) -> OwnedRoomId {
-    bridge
-        .net
-        .invite
-        .lock()
-        .unwrap()
-        .push(alice.user_id().to_owned());
+/// Bob, on the test network, says `body` in `chat`.
+async fn bob_says(bridge: &RunningBridge, chat: &str, body: &str, remote_id: &str) {
     bridge
         .net
         .push(
             remote(
                 chat,
                 "bob",
-                now_ms() - 1000,
-                RemoteEventKind::Message(MessageContent::text("portal opened")),
+                now_ms(),
+                RemoteEventKind::Message(MessageContent::text(body)),
             )
-            .with_remote_id("e2be-r0"),
+            .with_remote_id(remote_id),
         )
         .await
-        .expect("first remote message bridged");
+        .unwrap_or_else(|e| panic!("bob's {remote_id:?} not bridged: {e:?}"));
+}
+
+fn bob() -> matrix_sdk::ruma::OwnedUserId {
+    UserId::parse(format!("@_test_bob:{}", crate::harness::DOMAIN)).unwrap()
+}
+
+/// The portal of `chat`, created by a first remote message, with alice's
+/// e2e client joined.
+async fn encrypted_portal(
+    bridge: &RunningBridge,
+    chat: &str,
+    alice: &TestClient,
+    e2e: &E2eClient,
+) -> OwnedRoomId {
+    portal_with(bridge, chat, &[(alice, e2e)]).await
+}
+
+/// The portal of `chat`, created by a first remote message, with each
+/// member's e2e client joined.
+async fn portal_with(
+    bridge: &RunningBridge,
+    chat: &str,
+    members: &[(&TestClient, &E2eClient)],
+) -> OwnedRoomId {
+    bridge
+        .net
+        .invite
+        .lock()
+        .unwrap()
+        .extend(members.iter().map(|(user, _)| user.user_id().to_owned()));
+    bob_says(bridge, chat, "portal opened", &format!("{chat}-r0")).await;
     let room = bridge
         .net
         .runtime()
@@ -116,8 +136,10 @@ async fn encrypted_portal(
         .unwrap()
         .expect("portal room");
     let room = OwnedRoomId::try_from(room).unwrap();
-    e2e.client.join_room_by_id(&room).await.expect("join");
-    e2e.joined_room(&room).await;
+    for (_, e2e) in members {
+        e2e.client.join_room_by_id(&room).await.expect("join");
+        e2e.joined_room(&room).await;
+    }
     room
 }
 
@@ -138,22 +160,10 @@ async fn e2be_encrypted_portal_both_ways_across_a_restart() {
             .is_some(),
         "the portal was created encrypted (encryption.default)"
     );
-    let bob = UserId::parse(format!("@_test_bob:{}", crate::harness::DOMAIN)).unwrap();
+    let bob = bob();
 
     // Remote -> Matrix: the ghost's message is encrypted, alice reads it.
-    bridge
-        .net
-        .push(
-            remote(
-                &chat,
-                "bob",
-                now_ms(),
-                RemoteEventKind::Message(MessageContent::text("hello, encrypted alice")),
-            )
-            .with_remote_id("e2be-r1"),
-        )
-        .await
-        .expect("remote message bridged");
+    bob_says(&bridge, &chat, "hello, encrypted alice", "e2be-r1").await;
     e2e.wait_message(&room, &bob, |b| b == "hello, encrypted alice")
         .await;
 
@@ -177,19 +187,7 @@ async fn e2be_encrypted_portal_both_ways_across_a_restart() {
             |e| matches!(&e.kind, MatrixEventKind::Message(m) if m.body == "still there?"),
         )
         .await;
-    bridge
-        .net
-        .push(
-            remote(
-                &chat,
-                "bob",
-                now_ms(),
-                RemoteEventKind::Message(MessageContent::text("yes, after the restart")),
-            )
-            .with_remote_id("e2be-r2"),
-        )
-        .await
-        .expect("remote message bridged after the restart");
+    bob_says(&bridge, &chat, "yes, after the restart", "e2be-r2").await;
     e2e.wait_message(&room, &bob, |b| b == "yes, after the restart")
         .await;
 
@@ -395,20 +393,8 @@ async fn e2be_a_portal_switched_to_encrypted_keeps_bridging() {
             |e| matches!(&e.kind, MatrixEventKind::Message(m) if m.body == "now encrypted"),
         )
         .await;
-    let bob = UserId::parse(format!("@_test_bob:{}", crate::harness::DOMAIN)).unwrap();
-    bridge
-        .net
-        .push(
-            remote(
-                &chat,
-                "bob",
-                now_ms(),
-                RemoteEventKind::Message(MessageContent::text("encrypted too")),
-            )
-            .with_remote_id("e2be-switch-r1"),
-        )
-        .await
-        .expect("remote message bridged");
+    let bob = bob();
+    bob_says(&bridge, &chat, "encrypted too", "e2be-switch-r1").await;
     e2e.wait_message(&room, &bob, |b| b == "encrypted too")
         .await;
     let events = alice.messages(room.as_str()).await;
@@ -418,5 +404,134 @@ async fn e2be_a_portal_switched_to_encrypted_keeps_bridging() {
         .find(|e| e["sender"] == bob.as_str())
         .expect("the ghost's message");
     assert_eq!(last["type"], "m.room.encrypted", "{last}");
+    bridge.stop().await;
+}
+
+/// `encryption.share_keys` decides which devices get the room keys of what
+/// the bridge sends: with `cross-signed` a device its owner did not sign
+/// gets none, with `verified` only devices the bot trusts (none here) do.
+#[tokio::test]
+async fn e2be_room_keys_go_only_to_the_devices_share_keys_allows() {
+    let hs = setup().await.hs;
+    // alice signed her device with her cross-signing identity, carol has none.
+    let alice = hs.register_unique_user("xs_alice").await;
+    let carol = hs.register_unique_user("xs_carol").await;
+    let alice_e2e = E2eClient::login(&hs.base_url, &alice).await;
+    alice_e2e.bootstrap_cross_signing(&alice).await;
+    let carol_e2e = E2eClient::login(&hs.base_url, &carol).await;
+    let bob = bob();
+
+    for (policy, alice_reads, carol_reads) in [
+        ("all", true, true),
+        ("cross-signed", true, false),
+        ("verified", false, false),
+    ] {
+        let name = format!("share_{}", policy.replace('-', "_"));
+        let extra = encrypted_config(&name).await.replacen(
+            "encryption: {allow: true,",
+            &format!("encryption: {{allow: true, share_keys: {policy},"),
+            1,
+        );
+        let mut bridge = RunningBridge::start_with(&fresh_db(&name).await, &extra).await;
+        let chat = format!("e2be-{name}-{}", rand::random::<u32>());
+        let room = portal_with(
+            &bridge,
+            &chat,
+            &[(&alice, &alice_e2e), (&carol, &carol_e2e)],
+        )
+        .await;
+        let body = format!("for the devices {policy} allows");
+        bob_says(&bridge, &chat, &body, &format!("{chat}-r1")).await;
+
+        for (who, e2e, reads) in [
+            ("alice", &alice_e2e, alice_reads),
+            ("carol", &carol_e2e, carol_reads),
+        ] {
+            if reads {
+                e2e.wait_message(&room, &bob, |b| b == body).await;
+            } else {
+                e2e.wait_undecryptable(&room, &bob).await;
+                // A key that comes late would still open it: give it time.
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                assert!(
+                    !e2e.has_message(&room, |b| b == body),
+                    "with share_keys: {policy}, {who}'s device got the room key"
+                );
+            }
+        }
+        bridge.stop().await;
+    }
+}
+
+/// A message whose room key never reaches the bridge waits 30 s for it,
+/// across a restart, and then its sender is told it was not handled.
+#[tokio::test]
+async fn e2be_a_message_whose_key_never_comes_gets_a_notice() {
+    use matrix_sdk_crypto::vodozemac::megolm::{GroupSession, SessionConfig};
+    use matrix_sdk_crypto::vodozemac::{Curve25519PublicKey, Curve25519SecretKey};
+
+    let db = fresh_db("e2be_nokey").await;
+    let extra = encrypted_config("nokey").await;
+    let mut bridge = RunningBridge::start_with(&db, &extra).await;
+    let hs = setup().await.hs;
+    let alice = hs.register_user("alice").await;
+    let e2e = E2eClient::login(&hs.base_url, &alice).await;
+    let chat = format!("e2be-nokey-{}", rand::random::<u32>());
+    let room = encrypted_portal(&bridge, &chat, &alice, &e2e).await;
+
+    // A well-formed Megolm message of a session nobody ever shared.
+    let mut session = GroupSession::new(SessionConfig::version_1());
+    let clear = serde_json::json!({
+        "type": "m.room.message",
+        "room_id": room.as_str(),
+        "content": {"msgtype": "m.text", "body": "you will never read this"},
+    });
+    let content = serde_json::json!({
+        "algorithm": "m.megolm.v1.aes-sha2",
+        "sender_key": Curve25519PublicKey::from(&Curve25519SecretKey::new()).to_base64(),
+        "session_id": session.session_id(),
+        "device_id": "NOSUCHDEVICE",
+        "ciphertext": session.encrypt(clear.to_string()).to_base64(),
+    });
+    let event_id = alice
+        .send_event(room.as_str(), "m.room.encrypted", content)
+        .await;
+    // Recorded as pending, then a restart: the next start waits again.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    bridge.restart().await;
+
+    let bot = UserId::parse(bot_id()).unwrap();
+    let notice = e2e
+        .wait_message_within(std::time::Duration::from_secs(60), &room, &bot, |b| {
+            b.contains("could not decrypt")
+        })
+        .await;
+    assert!(
+        notice.body.contains("never reached the bridge"),
+        "{}",
+        notice.body
+    );
+    let events = alice.messages(room.as_str()).await;
+    let reply = events
+        .iter()
+        .find(|e| {
+            e["sender"] == bot_id()
+                && e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == event_id
+        })
+        .unwrap_or_else(|| panic!("no notice in reply to {event_id}: {events:#?}"));
+    assert_eq!(
+        reply["type"], "m.room.encrypted",
+        "the notice is encrypted: {reply}"
+    );
+    let handled: Vec<_> = bridge
+        .net
+        .received()
+        .into_iter()
+        .filter(|e| matches!(e.kind, MatrixEventKind::Message(_)))
+        .collect();
+    assert!(
+        handled.is_empty(),
+        "a message reached the network: {handled:?}"
+    );
     bridge.stop().await;
 }

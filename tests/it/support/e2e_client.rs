@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use matrix_sdk::config::SyncSettings;
+use matrix_sdk::ruma::api::client::uiaa;
+use matrix_sdk::ruma::events::room::encrypted::OriginalSyncRoomEncryptedEvent;
 use matrix_sdk::ruma::events::room::message::{
     OriginalSyncRoomMessageEvent, RoomMessageEventContent,
 };
@@ -26,6 +28,8 @@ pub struct Received {
 pub struct E2eClient {
     pub client: Client,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Encrypted messages it could not decrypt (their bodies empty).
+    undecryptable: Arc<Mutex<Vec<Received>>>,
     sync: tokio::task::JoinHandle<()>,
 }
 
@@ -62,6 +66,19 @@ impl E2eClient {
                 });
             }
         });
+        // Events whose decryption failed reach handlers still encrypted.
+        let undecryptable = Arc::new(Mutex::new(Vec::new()));
+        let sink = undecryptable.clone();
+        client.add_event_handler(move |event: OriginalSyncRoomEncryptedEvent, room: Room| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(Received {
+                    room_id: room.room_id().to_owned(),
+                    sender: event.sender.to_string(),
+                    body: String::new(),
+                });
+            }
+        });
         // The first sync uploads the device's keys.
         client
             .sync_once(SyncSettings::default())
@@ -75,7 +92,30 @@ impl E2eClient {
         E2eClient {
             client,
             received,
+            undecryptable,
             sync,
+        }
+    }
+
+    /// Gives the user a cross-signing identity and signs this device with
+    /// it (with the password when the homeserver asks for it).
+    pub async fn bootstrap_cross_signing(&self, user: &TestClient) {
+        let encryption = self.client.encryption();
+        if let Err(e) = encryption.bootstrap_cross_signing(None).await {
+            let response = e
+                .as_uiaa_response()
+                .unwrap_or_else(|| panic!("bootstrapping cross-signing: {e}"));
+            let mut password = uiaa::Password::new(
+                uiaa::UserIdentifier::Matrix(uiaa::MatrixUserIdentifier::new(
+                    user.user_id().to_owned(),
+                )),
+                user.password().to_owned(),
+            );
+            password.session = response.session.clone();
+            encryption
+                .bootstrap_cross_signing(Some(uiaa::AuthData::Password(password)))
+                .await
+                .expect("bootstrapping cross-signing with the password");
         }
     }
 
@@ -113,23 +153,69 @@ impl E2eClient {
         sender: &UserId,
         matches: impl Fn(&str) -> bool,
     ) -> Received {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Some(found) = self
-                .received
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|m| m.room_id == room && m.sender == sender.as_str() && matches(&m.body))
-            {
-                return found.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no matching message from {sender} in {room}; the e2e client has: {:#?}",
-                self.received.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        self.wait_message_within(Duration::from_secs(40), room, sender, matches)
+            .await
+    }
+
+    /// [`E2eClient::wait_message`] with a deadline of its own.
+    pub async fn wait_message_within(
+        &self,
+        patience: Duration,
+        room: &RoomId,
+        sender: &UserId,
+        matches: impl Fn(&str) -> bool,
+    ) -> Received {
+        wait_in(&self.received, patience, room, sender, matches, "message").await
+    }
+
+    /// Waits for an encrypted message in `room` from `sender` that the
+    /// client could not decrypt.
+    pub async fn wait_undecryptable(&self, room: &RoomId, sender: &UserId) -> Received {
+        let patience = Duration::from_secs(40);
+        wait_in(
+            &self.undecryptable,
+            patience,
+            room,
+            sender,
+            |_| true,
+            "undecryptable event",
+        )
+        .await
+    }
+
+    /// Whether the client decrypted a message in `room` whose body matches.
+    pub fn has_message(&self, room: &RoomId, matches: impl Fn(&str) -> bool) -> bool {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.room_id == room && matches(&m.body))
+    }
+}
+
+async fn wait_in(
+    seen: &Mutex<Vec<Received>>,
+    patience: Duration,
+    room: &RoomId,
+    sender: &UserId,
+    matches: impl Fn(&str) -> bool,
+    what: &str,
+) -> Received {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(found) = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|m| m.room_id == room && m.sender == sender.as_str() && matches(&m.body))
+        {
+            return found.clone();
         }
+        assert!(
+            Instant::now() < deadline,
+            "no matching {what} from {sender} in {room}; the e2e client has: {:#?}",
+            seen.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
