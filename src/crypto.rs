@@ -429,6 +429,11 @@ impl Crypto {
         Ok(content)
     }
 
+    /// Whether `room` is encrypted, as `user` sees it.
+    pub async fn is_encrypted(&self, room: &RoomId, user: &UserId) -> Result<bool, MatrixError> {
+        Ok(self.room_encryption(room, user).await?.is_some())
+    }
+
     /// An `m.room.encryption` event passed by: the room is encrypted now.
     pub fn room_encrypted(&self, room: &RoomId, content: &Value) {
         if let Ok(content) = serde_json::from_value::<RoomEncryptionEventContent>(content.clone()) {

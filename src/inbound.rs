@@ -1068,14 +1068,21 @@ pub(crate) fn message_content(content: &Value) -> Option<MessageContent> {
         "m.notice" => message.kind = MessageKind::Notice,
         "m.emote" => message.kind = MessageKind::Emote,
         "m.image" | "m.file" | "m.audio" | "m.video" => {
-            let url = str_at(content, "/url")?;
+            let mimetype = str_at(content, "/info/mimetype");
+            // In an encrypted room the file is encrypted: its reference
+            // carries the key, and downloads through the runtime decrypt it.
+            let url = match (str_at(content, "/url"), content.get("file")) {
+                (Some(url), _) => url.to_owned(),
+                (None, Some(file)) => crate::media::encrypted_ref(file, mimetype)?,
+                (None, None) => return None,
+            };
             message.media = Some(RemoteMedia {
                 filename: str_at(content, "/filename")
                     .unwrap_or(&message.body)
                     .to_owned(),
-                mime_type: str_at(content, "/info/mimetype").map(str::to_owned),
+                mime_type: mimetype.map(str::to_owned),
                 size: content.pointer("/info/size").and_then(Value::as_u64),
-                mxc: Some(url.to_owned()),
+                mxc: Some(url),
                 remote_ref: None,
             });
         }
@@ -1132,5 +1139,20 @@ mod tests {
         );
         assert!(message_content(&json!({"msgtype": "m.location", "body": "x"})).is_none());
         assert!(message_content(&json!({"body": "no msgtype"})).is_none());
+    }
+
+    #[test]
+    fn a_file_of_an_encrypted_room_becomes_a_reference_with_its_key() {
+        let (_, mut file) = crate::media::encrypt_file(b"minutes").unwrap();
+        file["url"] = json!("mxc://s/enc");
+        let content = json!({"msgtype": "m.file", "body": "minutes.txt",
+                             "info": {"mimetype": "text/plain"}, "file": file});
+        let media = message_content(&content).unwrap().media.unwrap();
+        let reference = media.mxc.unwrap();
+        assert!(reference.starts_with("mxc://s/enc#"), "{reference}");
+        assert_eq!(media.mime_type.as_deref(), Some("text/plain"));
+        // Neither a url nor a usable file: not a message we can bridge.
+        let broken = json!({"msgtype": "m.file", "body": "x", "file": {"url": "mxc://s/enc"}});
+        assert!(message_content(&broken).is_none());
     }
 }

@@ -474,8 +474,9 @@ impl Bridge {
                     return Ok(None);
                 }
                 self.ensure_joined(&room_id, &ghost).await?;
-                let (body, reply_to, thread_root) =
-                    self.message_json(&event.portal, content).await?;
+                let (body, reply_to, thread_root) = self
+                    .message_json(&event.portal, content, &room, intent.user_id())
+                    .await?;
                 // One transaction id per remote message: if this whole event is
                 // retried after the client gave up, the homeserver recognises it.
                 let txn_id = match &event.remote_id {
@@ -527,7 +528,9 @@ impl Bridge {
                     return Ok(None);
                 };
                 self.ensure_joined(&room_id, &ghost).await?;
-                let (new_content, _, _) = self.message_json(&event.portal, content).await?;
+                let (new_content, _, _) = self
+                    .message_json(&event.portal, content, &room, intent.user_id())
+                    .await?;
                 let body = content::edit(new_content, &ruma::EventId::parse(&original.event_id)?);
                 // An edit with its own remote id (Telegram's edit date, say) is
                 // sent with a transaction id made from it, so a source that
@@ -755,11 +758,14 @@ impl Bridge {
 
     /// Matrix content for a remote message, with reply and thread relations
     /// resolved through the message map. Also returns the reply and thread
-    /// event ids for the map.
+    /// event ids for the map. A file for an encrypted `room` is uploaded
+    /// encrypted.
     async fn message_json(
         self: &Arc<Self>,
         portal: &PortalKey,
         content: &MessageContent,
+        room: &ruma::RoomId,
+        sender: &ruma::UserId,
     ) -> anyhow::Result<(Value, Option<String>, Option<String>)> {
         let kind = match content.kind {
             MessageKind::Text => content::TextKind::Text,
@@ -768,6 +774,7 @@ impl Bridge {
         };
         let mut body = content::message(kind, &content.body, content.html.as_deref());
         if let Some(media) = &content.media {
+            let mut encrypted_file = None;
             let mxc = match (&media.mxc, &media.remote_ref) {
                 (Some(mxc), _) => mxc.clone(),
                 (None, Some(remote_ref)) => {
@@ -779,10 +786,26 @@ impl Bridge {
                     let mime = mime
                         .or(media.mime_type.clone())
                         .unwrap_or_else(|| "application/octet-stream".to_owned());
-                    self.bot
-                        .upload(bytes, &mime, Some(&media.filename))
-                        .await?
-                        .to_string()
+                    let encrypted = match &self.crypto {
+                        Some(crypto) => crypto.is_encrypted(room, sender).await?,
+                        None => false,
+                    };
+                    if encrypted {
+                        let (sealed, file) = crate::media::encrypt_file(&bytes)
+                            .context("encrypting a file for an encrypted room")?;
+                        let mxc = self
+                            .bot
+                            .upload(sealed, "application/octet-stream", None)
+                            .await?
+                            .to_string();
+                        encrypted_file = Some(file);
+                        mxc
+                    } else {
+                        self.bot
+                            .upload(bytes, &mime, Some(&media.filename))
+                            .await?
+                            .to_string()
+                    }
                 }
                 (None, None) => anyhow::bail!(BridgeError::permanent("media without a source")),
             };
@@ -797,6 +820,7 @@ impl Bridge {
                 content::MediaMessage::new(kind, mxc.as_str().into(), media.filename.clone());
             message.mimetype = media.mime_type.clone();
             message.size = media.size;
+            message.encrypted_file = encrypted_file;
             if !content.body.is_empty() && content.body != media.filename {
                 message.caption = Some(content.body.clone());
                 message.caption_html = content.html.clone();

@@ -268,10 +268,8 @@ impl Runtime for RuntimeHandle {
         mxc: &str,
         max_bytes: u64,
     ) -> Result<(Vec<u8>, Option<String>), BridgeError> {
-        let uri: ruma::OwnedMxcUri = mxc.into();
         self.bridge
-            .bot
-            .download(&uri, max_bytes)
+            .download_media(mxc, max_bytes)
             .await
             .map_err(|e| {
                 if e.is_transient() {

@@ -359,6 +359,9 @@ pub struct MediaMessage {
     pub height: Option<u32>,
     /// Milliseconds, for audio and video.
     pub duration_ms: Option<u64>,
+    /// For a file uploaded encrypted: its key, iv and hashes (the `file`
+    /// object without `url`), sent instead of a plain `url`.
+    pub encrypted_file: Option<Value>,
 }
 
 impl MediaMessage {
@@ -374,6 +377,7 @@ impl MediaMessage {
             width: None,
             height: None,
             duration_ms: None,
+            encrypted_file: None,
         }
     }
 
@@ -400,9 +404,16 @@ impl MediaMessage {
             "msgtype": self.kind.msgtype(),
             "body": self.caption.as_deref().unwrap_or(&self.filename),
             "filename": self.filename,
-            "url": self.url,
             "info": info,
         });
+        match &self.encrypted_file {
+            Some(file) => {
+                let mut file = file.clone();
+                file["url"] = json!(self.url);
+                content["file"] = file;
+            }
+            None => content["url"] = json!(self.url),
+        }
         if let (Some(_), Some(html)) = (&self.caption, &self.caption_html) {
             content["format"] = json!(HTML_FORMAT);
             content["formatted_body"] = json!(html);
@@ -728,6 +739,12 @@ mod tests {
         captioned.caption_html = Some("<i>look</i>".into());
         captioned.mimetype = Some("video/mp4".into());
         captioned.duration_ms = Some(3000);
+        let mut encrypted = MediaMessage::new(
+            MediaKind::File,
+            "mxc://example.org/enc".into(),
+            "minutes.txt",
+        );
+        encrypted.encrypted_file = Some(json!({"v": "v2", "key": {"k": "K"}, "iv": "I"}));
 
         let cases = [
             (
@@ -760,6 +777,17 @@ mod tests {
                     "info": { "mimetype": "video/mp4", "duration": 3000 },
                     "format": "org.matrix.custom.html",
                     "formatted_body": "<i>look</i>",
+                }),
+            ),
+            (
+                encrypted,
+                json!({
+                    "msgtype": "m.file",
+                    "body": "minutes.txt",
+                    "filename": "minutes.txt",
+                    "file": {"v": "v2", "key": {"k": "K"}, "iv": "I",
+                             "url": "mxc://example.org/enc"},
+                    "info": {},
                 }),
             ),
         ];

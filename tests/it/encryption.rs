@@ -535,3 +535,115 @@ async fn e2be_a_message_whose_key_never_comes_gets_a_notice() {
     );
     bridge.stop().await;
 }
+
+/// Files in an encrypted portal are encrypted files: what a Matrix user
+/// sends reaches the network decrypted (its hash checked), and a remote
+/// file is uploaded encrypted, never in the clear.
+#[tokio::test]
+async fn e2be_files_in_an_encrypted_portal_are_encrypted_both_ways() {
+    use matrix_sdk::ruma::events::room::MediaSource;
+    use matrix_sdk::ruma::events::room::message::MessageType;
+    use passerelle_api::RemoteMedia;
+
+    let db = fresh_db("e2be_files").await;
+    let setup = setup().await;
+    let extra = format!(
+        "{}\nmedia: {{public_url: 'http://127.0.0.1:{}'}}",
+        encrypted_config("files").await,
+        setup.port
+    );
+    let mut bridge = RunningBridge::start_with(&db, &extra).await;
+    let hs = &setup.hs;
+    let alice = hs.register_user("alice").await;
+    let e2e = E2eClient::login(&hs.base_url, &alice).await;
+    let chat = format!("e2be-files-{}", rand::random::<u32>());
+    let room = encrypted_portal(&bridge, &chat, &alice, &e2e).await;
+
+    // Matrix -> remote: the module gets a reference that the runtime
+    // downloads and decrypts.
+    let secret = b"the minutes of the meeting".to_vec();
+    e2e.send_file(&room, "minutes.txt", &mime::TEXT_PLAIN, secret.clone())
+        .await;
+    let event = bridge
+        .net
+        .wait_received(
+            "alice's encrypted file",
+            |e| matches!(&e.kind, MatrixEventKind::Message(m) if m.media.is_some()),
+        )
+        .await;
+    let MatrixEventKind::Message(message) = event.kind else {
+        unreachable!()
+    };
+    let media = message.media.expect("media");
+    assert_eq!(media.filename, "minutes.txt");
+    let reference = media.mxc.expect("a media reference");
+    let runtime = bridge.net.runtime();
+    let (bytes, mime) = runtime
+        .download_media(&reference, 1 << 20)
+        .await
+        .expect("the runtime decrypts the file");
+    assert_eq!(bytes, secret);
+    assert_eq!(mime.as_deref(), Some("text/plain"));
+    // What the homeserver holds is not the file.
+    let stored = alice.download(reference.split('#').next().unwrap()).await;
+    assert_ne!(stored, secret, "the homeserver got the file in the clear");
+    // A public link (for IRC) hides the key.
+    let link = runtime
+        .media_link(&reference, "minutes.txt")
+        .expect("a link");
+    let sent = e2e
+        .wait_message(&room, &UserId::parse(alice.user_id()).unwrap(), |b| {
+            b == "minutes.txt"
+        })
+        .await;
+    let key = match sent.content.unwrap().msgtype {
+        MessageType::File(f) => match f.source {
+            MediaSource::Encrypted(file) => serde_json::to_value(&file).unwrap()["key"]["k"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            other => panic!("alice's client sent {other:?}"),
+        },
+        other => panic!("not a file: {other:?}"),
+    };
+    assert!(!link.contains(&key), "{link}");
+    let fetched = reqwest::get(&link).await.unwrap();
+    assert_eq!(fetched.status().as_u16(), 200, "{link}");
+    assert_eq!(fetched.bytes().await.unwrap().to_vec(), secret);
+
+    // Remote -> Matrix: uploaded encrypted, alice's client decrypts it.
+    let mut file = MessageContent::text("report.txt");
+    file.media = Some(RemoteMedia {
+        filename: "report.txt".to_owned(),
+        mime_type: Some("text/plain".to_owned()),
+        size: None,
+        mxc: None,
+        remote_ref: Some("text:the report from bob".to_owned()),
+    });
+    bridge
+        .net
+        .push(
+            remote(&chat, "bob", now_ms(), RemoteEventKind::Message(file))
+                .with_remote_id(format!("{chat}-file")),
+        )
+        .await
+        .expect("bob's file bridged");
+    let got = e2e.wait_message(&room, &bob(), |b| b == "report.txt").await;
+    let MessageType::File(file) = got.content.unwrap().msgtype else {
+        panic!("not a file")
+    };
+    let MediaSource::Encrypted(encrypted) = &file.source else {
+        panic!("bob's file was uploaded in the clear: {:?}", file.source)
+    };
+    let stored = alice.download(encrypted.url.as_str()).await;
+    assert_ne!(stored, b"the report from bob".to_vec());
+    let opened = e2e
+        .client
+        .media()
+        .get_file(&file, false)
+        .await
+        .expect("downloading bob's file")
+        .expect("a file");
+    assert_eq!(opened, b"the report from bob".to_vec());
+    bridge.stop().await;
+}

@@ -107,6 +107,17 @@ impl Network for TestNetwork {
         Ok(Delivered::with_id(format!("from-matrix-{n}")))
     }
 
+    /// `text:<words>`: a text file of those words.
+    async fn fetch_media(
+        &self,
+        remote_ref: &str,
+    ) -> Result<(Vec<u8>, Option<String>), BridgeError> {
+        match remote_ref.strip_prefix("text:") {
+            Some(words) => Ok((words.as_bytes().to_vec(), Some("text/plain".to_owned()))),
+            None => Err(BridgeError::not_found("no such test file")),
+        }
+    }
+
     async fn portal_info(&self, key: &PortalKey) -> Result<Option<PortalInfo>, BridgeError> {
         if key.id.starts_with("unbridged") {
             return Ok(None);

@@ -53,7 +53,10 @@ pub struct RemoteMedia {
     pub filename: String,
     pub mime_type: Option<String>,
     pub size: Option<u64>,
-    /// `mxc://…` once uploaded to Matrix.
+    /// The file in Matrix, once uploaded: a media reference to hand as is
+    /// to `Runtime::download_media` or `Runtime::media_link`. Usually an
+    /// `mxc://` URI; a file of an encrypted room carries its key after a
+    /// `#`, so never parse it or show it.
     pub mxc: Option<String>,
     /// A module-defined reference (file id, URL) to download the bytes.
     pub remote_ref: Option<String>,

@@ -23,6 +23,8 @@ pub struct Received {
     pub room_id: OwnedRoomId,
     pub sender: String,
     pub body: String,
+    /// The decrypted content (`None` for what could not be decrypted).
+    pub content: Option<RoomMessageEventContent>,
 }
 
 pub struct E2eClient {
@@ -63,6 +65,7 @@ impl E2eClient {
                     room_id: room.room_id().to_owned(),
                     sender: event.sender.to_string(),
                     body: event.content.body().to_owned(),
+                    content: Some(event.content),
                 });
             }
         });
@@ -76,6 +79,7 @@ impl E2eClient {
                     room_id: room.room_id().to_owned(),
                     sender: event.sender.to_string(),
                     body: String::new(),
+                    content: None,
                 });
             }
         });
@@ -134,6 +138,15 @@ impl E2eClient {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Sends a file (encrypted, with the event, when the room is).
+    pub async fn send_file(&self, room: &RoomId, filename: &str, mime: &mime::Mime, data: Vec<u8>) {
+        self.joined_room(room)
+            .await
+            .send_attachment(filename, mime, data, Default::default())
+            .await
+            .expect("matrix-sdk send_attachment");
     }
 
     /// Sends a plain text message (encrypted when the room is).
