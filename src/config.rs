@@ -195,10 +195,13 @@ pub struct EncryptionConfig {
     /// management rooms; networks opt in with `bridges.<net>.encryption`.
     #[serde(default)]
     pub allow: bool,
-    /// The bot's device id, made with `PUT /devices/{deviceId}`.
+    /// The bot's device id, made with `PUT /devices/{deviceId}`; also the
+    /// id of the device of each ghost that speaks in an encrypted room.
     #[serde(default = "default_device_id")]
     pub device_id: String,
-    /// The crypto store: a SQLite file of its own, whatever `database.url` is.
+    /// The crypto store: a folder of SQLite files of its own (the bot's,
+    /// and one per ghost that spoke in an encrypted room), whatever
+    /// `database.url` is.
     #[serde(default = "default_crypto_store")]
     pub store: PathBuf,
     /// Encrypts the secrets inside the crypto store. Empty: a key derived

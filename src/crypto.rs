@@ -2,10 +2,14 @@
 //! bot's device. It is fed from the transactions the homeserver pushes
 //! (MSC3202 device lists, one-time-key counts and unused fallback keys;
 //! MSC4203 to-device events), decrypts what Matrix users send in encrypted
-//! rooms, and encrypts what the bot and the ghosts send there: ghosts have
-//! no devices of their own, their messages are encrypted with the bot's
-//! device, as mautrix bridges do. Its state lives in a crypto store of its
-//! own (`encryption.store`), whatever database the rest uses.
+//! rooms, and encrypts what the bot sends there. A ghost that speaks in an
+//! encrypted room gets a device of its own, made then (MSC4190) with an Olm
+//! machine and a cross-signing identity of its own, so clients see each
+//! message encrypted by its sender's device; ghosts that never speak there
+//! get none, so clients do not share keys with a thousand lurkers. The
+//! state lives in a crypto store of its own (`encryption.store`: the bot's
+//! in the folder, each speaking ghost's under `ghosts/`), whatever database
+//! the rest uses.
 //!
 //! Nothing here logs message content or key material: ids and counts only.
 
@@ -69,18 +73,34 @@ pub enum Decryption {
     Failed(String),
 }
 
-/// The bot's device and its Olm machine.
-pub struct Crypto {
+/// One device of ours (the bot's, or a ghost's) and its Olm machine.
+struct Device {
     machine: OlmMachine,
-    device: DeviceApi,
-    client: MatrixClient,
-    bot: Intent,
-    sharing: KeySharing,
+    api: DeviceApi,
     /// One round of outgoing key requests at a time.
     requests: tokio::sync::Mutex<()>,
     /// Room keys are shared and events encrypted one at a time, so two
     /// sends never race to make two sessions for one room.
     encrypting: tokio::sync::Mutex<()>,
+}
+
+/// The bot's device, the devices of the ghosts that spoke in encrypted
+/// rooms, and what they know of rooms.
+pub struct Crypto {
+    bot_device: Arc<Device>,
+    client: MatrixClient,
+    bot: Intent,
+    sharing: KeySharing,
+    /// Where ghosts' stores go, the key of every store, and the id and
+    /// name of every device.
+    store: std::path::PathBuf,
+    store_key: [u8; 32],
+    device_id: OwnedDeviceId,
+    display_name: String,
+    /// Ghosts' devices, opened when a ghost first speaks in an encrypted
+    /// room (since the start). A ghost whose device could not be made
+    /// speaks through the bot's device.
+    ghosts: tokio::sync::Mutex<HashMap<ruma::OwnedUserId, Option<Arc<Device>>>>,
     /// `m.room.encryption` of the rooms seen (`None`: not encrypted).
     rooms: Mutex<HashMap<OwnedRoomId, Option<RoomEncryptionEventContent>>>,
     /// Woken whenever room keys arrive.
@@ -90,7 +110,7 @@ pub struct Crypto {
 impl std::fmt::Debug for Crypto {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Crypto")
-            .field("device_id", &self.device.device_id())
+            .field("device_id", &self.device_id)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +132,14 @@ fn store_key(config: &EncryptionConfig, as_token: &str) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// The folder of a ghost's crypto store, under the bot's: named by a hash,
+/// since a user id may hold characters a file name cannot.
+fn ghost_store(root: &std::path::Path, ghost: &UserId) -> std::path::PathBuf {
+    let hash = Sha256::digest(ghost.as_bytes());
+    let name: String = hash[..12].iter().map(|b| format!("{b:02x}")).collect();
+    root.join("ghosts").join(name)
+}
+
 fn parse<R: IncomingResponse>(body: Bytes) -> Result<R, MatrixError> {
     let response = http::Response::builder()
         .status(200)
@@ -120,29 +148,28 @@ fn parse<R: IncomingResponse>(body: Bytes) -> Result<R, MatrixError> {
     R::try_from_http_response(response).map_err(|e| MatrixError::InvalidResponse(e.to_string()))
 }
 
-impl Crypto {
-    /// Opens the crypto store, makes the bot's device (a fresh store gets a
-    /// fresh device: a device of the same id left by a lost store holds keys
-    /// nobody has any more), uploads its keys and cross-signs it.
-    pub async fn start(
-        config: &EncryptionConfig,
-        as_token: &str,
-        client: &MatrixClient,
-        bot: Intent,
+impl Device {
+    /// Opens the crypto store at `path`, makes the device (a fresh store
+    /// gets a fresh device: a device of the same id left by a lost store
+    /// holds keys nobody has any more), uploads its keys and cross-signs
+    /// it.
+    async fn open(
+        path: &std::path::Path,
+        key: &[u8; 32],
+        api: DeviceApi,
+        user: &UserId,
         display_name: &str,
-    ) -> anyhow::Result<Arc<Self>> {
-        let device_id: OwnedDeviceId = config.device_id.as_str().into();
-        let key = store_key(config, as_token);
-        let store = SqliteCryptoStore::open_with_key(&config.store, Some(&key))
+    ) -> anyhow::Result<Self> {
+        let device_id = api.device_id().to_owned();
+        let store = SqliteCryptoStore::open_with_key(path, Some(key))
             .await
             .with_context(|| {
                 format!(
                     "opening the crypto store {} (encryption.store; a changed \
                      encryption.pickle_key or as_token cannot open it)",
-                    config.store.display()
+                    path.display()
                 )
             })?;
-        let device = DeviceApi::new(client.clone(), bot.user_id().to_owned(), device_id.clone());
         let account = store
             .load_account()
             .await
@@ -150,58 +177,55 @@ impl Crypto {
         match &account {
             Some(account) if account.device_id() != device_id => anyhow::bail!(
                 "problem with `encryption.device_id`: the crypto store {} belongs to device {}",
-                config.store.display(),
+                path.display(),
                 account.device_id()
             ),
             Some(_) => {}
             None => {
-                device
-                    .delete()
+                api.delete()
                     .await
                     .context("removing a device left by an earlier crypto store")?;
-                tracing::info!(device_id = %device_id, "new crypto store: making the bot's device");
+                tracing::info!(user = %user, device_id = %device_id, "new crypto store: making a device");
             }
         }
-        device.create(display_name).await.context(
-            "creating the bot's device (PUT /devices: is io.element.msc4190 in the registration?)",
+        api.create(display_name).await.context(
+            "creating a device (PUT /devices: is io.element.msc4190 in the registration?)",
         )?;
-        let machine = OlmMachine::with_store(bot.user_id(), &device_id, store, None)
+        let machine = OlmMachine::with_store(user, &device_id, store, None)
             .await
-            .context("loading the bot's encryption keys")?;
-        let crypto = Arc::new(Self {
+            .context("loading the device's encryption keys")?;
+        let device = Self {
             machine,
-            device,
-            client: client.clone(),
-            bot,
-            sharing: config.share_keys,
+            api,
             requests: tokio::sync::Mutex::new(()),
             encrypting: tokio::sync::Mutex::new(()),
-            rooms: Mutex::new(HashMap::new()),
-            room_keys: tokio::sync::Notify::new(),
-        });
-        crypto
+        };
+        device
             .process_outgoing()
             .await
-            .context("uploading the bot's device keys")?;
-        if let Err(e) = crypto.cross_sign().await {
-            tracing::warn!(error = %e, "could not cross-sign the bot's device");
+            .context("uploading the device's keys")?;
+        if let Err(e) = device.cross_sign().await {
+            tracing::warn!(user = %user, error = %e, "could not cross-sign a device");
         }
-        tracing::info!(device_id = %device_id, "end-to-bridge encryption ready");
-        Ok(crypto)
+        Ok(device)
     }
 
-    pub fn device_id(&self) -> &ruma::DeviceId {
-        self.device.device_id()
+    fn user_id(&self) -> &UserId {
+        self.machine.user_id()
     }
 
-    /// Gives the bot a cross-signing identity (once) and signs its device
+    fn device_id(&self) -> &ruma::DeviceId {
+        self.api.device_id()
+    }
+
+    /// Gives the user a cross-signing identity (once) and signs this device
     /// with it, so clients show the device as verified by its owner.
     /// Appservices upload cross-signing keys without interactive auth.
     async fn cross_sign(&self) -> Result<(), MatrixError> {
         let status = self.machine.cross_signing_status().await;
         let own_device = self
             .machine
-            .get_device(self.bot.user_id(), self.device_id(), None)
+            .get_device(self.user_id(), self.device_id(), None)
             .await
             .map_err(store_error)?;
         if status.has_master
@@ -232,7 +256,7 @@ impl Crypto {
                 );
             }
         }
-        self.device
+        self.api
             .call(
                 Method::POST,
                 "keys_device_signing_upload",
@@ -242,45 +266,44 @@ impl Crypto {
             .await?;
         let signatures = AnyOutgoingRequest::SignatureUpload(requests.upload_signatures_req);
         self.send(&TransactionId::new(), &signatures).await?;
-        tracing::info!("the bot's device is cross-signed");
+        tracing::info!(user = %self.user_id(), "device cross-signed");
         Ok(())
     }
 
-    /// Feeds what a transaction carried for our device, then sends what
-    /// the machine wants sent (key uploads, queries).
-    pub async fn receive(&self, push: CryptoPush) -> Result<(), MatrixError> {
-        if push.is_empty() {
-            return Ok(());
-        }
-        let bot = self.bot.user_id().as_str();
+    /// Feeds what a transaction carried for this device, then sends what
+    /// the machine wants sent (key uploads, queries). The number of room
+    /// keys that came.
+    async fn receive(
+        &self,
+        to_device: &[Value],
+        changed: &DeviceLists,
+        one_time_key_counts: Option<&Value>,
+        unused_fallback_keys: Option<&Value>,
+    ) -> Result<usize, MatrixError> {
+        let user = self.user_id().as_str();
         let device = self.device_id().as_str();
-        let to_device: Vec<Raw<AnyToDeviceEvent>> = push
-            .to_device
-            .into_iter()
+        let to_device: Vec<Raw<AnyToDeviceEvent>> = to_device
+            .iter()
             .filter(|event| {
-                event.get("to_user_id").and_then(Value::as_str) == Some(bot)
+                event.get("to_user_id").and_then(Value::as_str) == Some(user)
                     && event.get("to_device_id").and_then(Value::as_str) == Some(device)
             })
-            .filter_map(|event| serde_json::value::to_raw_value(&event).ok())
+            .filter_map(|event| serde_json::value::to_raw_value(event).ok())
             .map(Raw::from_json)
             .collect();
-        let changed: DeviceLists = push
-            .device_lists
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        let ours = |value: Option<Value>| value.and_then(|v| v.get(bot)?.get(device).cloned());
-        let counts: BTreeMap<OneTimeKeyAlgorithm, UInt> = ours(push.one_time_key_counts)
+        let ours = |value: Option<&Value>| value.and_then(|v| v.get(user)?.get(device).cloned());
+        let counts: BTreeMap<OneTimeKeyAlgorithm, UInt> = ours(one_time_key_counts)
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
         let fallback: Option<Vec<OneTimeKeyAlgorithm>> =
-            ours(push.unused_fallback_keys).and_then(|v| serde_json::from_value(v).ok());
+            ours(unused_fallback_keys).and_then(|v| serde_json::from_value(v).ok());
         let to_device_count = to_device.len();
         let (_, room_keys) = self
             .machine
             .receive_sync_changes(
                 EncryptionSyncChanges {
                     to_device_events: to_device,
-                    changed_devices: &changed,
+                    changed_devices: changed,
                     one_time_keys_counts: &counts,
                     unused_fallback_keys: fallback.as_deref(),
                     next_batch_token: None,
@@ -290,15 +313,14 @@ impl Crypto {
             .await
             .map_err(store_error)?;
         tracing::debug!(
+            user,
             to_device = to_device_count,
             changed_users = changed.changed.len(),
             room_keys = room_keys.len(),
             "encryption state from a transaction"
         );
-        if !room_keys.is_empty() {
-            self.room_keys.notify_waiters();
-        }
-        self.process_outgoing().await
+        self.process_outgoing().await?;
+        Ok(room_keys.len())
     }
 
     /// Sends every request the machine has queued, until it has none left
@@ -329,7 +351,7 @@ impl Crypto {
     ) -> Result<(), MatrixError> {
         let machine = &self.machine;
         let post = |endpoint: &'static str, path: &str, body: Value| {
-            self.device
+            self.api
                 .call(Method::POST, endpoint, path.to_owned(), Some(body))
         };
         let handed = match request {
@@ -384,7 +406,7 @@ impl Crypto {
     }
 
     async fn send_to_device(&self, request: &ToDeviceRequest) -> Result<(), MatrixError> {
-        self.device
+        self.api
             .send_to_device(
                 &request.event_type.to_string(),
                 request.txn_id.as_str(),
@@ -395,6 +417,171 @@ impl Crypto {
             .mark_request_as_sent(&request.txn_id, &send_event_to_device::v3::Response::new())
             .await
             .map_err(store_error)
+    }
+
+    /// Shares this device's room key with the devices of `members` that
+    /// `sharing` allows, then encrypts the event with it.
+    async fn encrypt(
+        &self,
+        room: &RoomId,
+        members: &[ruma::OwnedUserId],
+        settings: EncryptionSettings,
+        event_type: &str,
+        content: &Value,
+    ) -> Result<Value, MatrixError> {
+        let _one_at_a_time = self.encrypting.lock().await;
+        self.machine
+            .update_tracked_users(members.iter().map(AsRef::as_ref))
+            .await
+            .map_err(store_error)?;
+        // Queries the devices of new members.
+        self.process_outgoing().await?;
+        if let Some((id, claim)) = self
+            .machine
+            .get_missing_sessions(members.iter().map(AsRef::as_ref))
+            .await
+            .map_err(store_error)?
+        {
+            self.send(&id, &AnyOutgoingRequest::KeysClaim(claim))
+                .await?;
+        }
+        let shares = self
+            .machine
+            .share_room_key(room, members.iter().map(AsRef::as_ref), settings)
+            .await
+            .map_err(store_error)?;
+        for share in shares {
+            self.send_to_device(&share).await?;
+        }
+        let raw = serde_json::value::to_raw_value(content).map_err(store_error)?;
+        let encrypted = self
+            .machine
+            .encrypt_room_event_raw(room, event_type, &Raw::from_json(raw))
+            .await
+            .map_err(store_error)?;
+        serde_json::to_value(&encrypted.content).map_err(store_error)
+    }
+}
+
+impl Crypto {
+    /// Opens the bot's crypto store and device (see [`Device::open`]).
+    pub async fn start(
+        config: &EncryptionConfig,
+        as_token: &str,
+        client: &MatrixClient,
+        bot: Intent,
+        display_name: &str,
+    ) -> anyhow::Result<Arc<Self>> {
+        let device_id: OwnedDeviceId = config.device_id.as_str().into();
+        let key = store_key(config, as_token);
+        let api = DeviceApi::new(client.clone(), bot.user_id().to_owned(), device_id.clone());
+        let bot_device =
+            Arc::new(Device::open(&config.store, &key, api, bot.user_id(), display_name).await?);
+        tracing::info!(device_id = %device_id, "end-to-bridge encryption ready");
+        Ok(Arc::new(Self {
+            bot_device,
+            client: client.clone(),
+            bot,
+            sharing: config.share_keys,
+            store: config.store.clone(),
+            store_key: key,
+            device_id,
+            display_name: display_name.to_owned(),
+            ghosts: tokio::sync::Mutex::new(HashMap::new()),
+            rooms: Mutex::new(HashMap::new()),
+            room_keys: tokio::sync::Notify::new(),
+        }))
+    }
+
+    pub fn device_id(&self) -> &ruma::DeviceId {
+        &self.device_id
+    }
+
+    /// Feeds what a transaction carried to the bot's device and to the
+    /// ghosts' devices opened so far. What comes for a ghost device not
+    /// opened since the start is left: ghosts never read, and a device
+    /// opened later asks for every device list afresh.
+    pub async fn receive(&self, push: CryptoPush) -> Result<(), MatrixError> {
+        if push.is_empty() {
+            return Ok(());
+        }
+        let changed: DeviceLists = push
+            .device_lists
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let room_keys = self
+            .bot_device
+            .receive(
+                &push.to_device,
+                &changed,
+                push.one_time_key_counts.as_ref(),
+                push.unused_fallback_keys.as_ref(),
+            )
+            .await?;
+        if room_keys > 0 {
+            self.room_keys.notify_waiters();
+        }
+        let ghosts: Vec<Arc<Device>> = self
+            .ghosts
+            .lock()
+            .await
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        for ghost in ghosts {
+            if let Err(e) = ghost
+                .receive(
+                    &push.to_device,
+                    &changed,
+                    push.one_time_key_counts.as_ref(),
+                    push.unused_fallback_keys.as_ref(),
+                )
+                .await
+            {
+                tracing::warn!(user = %ghost.user_id(), error = %e, "a ghost's device missed a transaction's keys");
+            }
+        }
+        Ok(())
+    }
+
+    /// The device `sender` encrypts with: the bot's, or the ghost's own
+    /// (opened, or made, on its first message in an encrypted room since
+    /// the start). When a ghost's device cannot be made, the bot's device
+    /// encrypts for it: clients then warn that the sender's device is not
+    /// the sender's, but the message is not lost.
+    async fn device_for(&self, sender: &UserId) -> Arc<Device> {
+        if sender == self.bot.user_id() {
+            return self.bot_device.clone();
+        }
+        let mut ghosts = self.ghosts.lock().await;
+        if let Some(known) = ghosts.get(sender) {
+            return known.clone().unwrap_or_else(|| self.bot_device.clone());
+        }
+        let api = DeviceApi::new(
+            self.client.clone(),
+            sender.to_owned(),
+            self.device_id.clone(),
+        );
+        let path = ghost_store(&self.store, sender);
+        let opened = match Device::open(&path, &self.store_key, api, sender, &self.display_name)
+            .await
+        {
+            Ok(device) => {
+                // Device lists may have changed while it was closed.
+                if let Err(e) = device.machine.mark_all_tracked_users_as_dirty().await {
+                    tracing::warn!(user = %sender, error = %e, "could not refresh a ghost's device lists");
+                }
+                Some(Arc::new(device))
+            }
+            Err(e) => {
+                tracing::warn!(user = %sender, error = format!("{e:#}"), "could not make a ghost's device; the bot's device encrypts for it");
+                None
+            }
+        };
+        ghosts.insert(sender.to_owned(), opened.clone());
+        opened.unwrap_or_else(|| self.bot_device.clone())
     }
 
     /// Acts as `user`: the bot, or a ghost (which may be in rooms the bot
@@ -451,6 +638,7 @@ impl Crypto {
             Err(_) => return Decryption::Failed("the event is not valid JSON".to_owned()),
         };
         match self
+            .bot_device
             .machine
             .decrypt_room_event(&raw, room, &decryption_settings())
             .await
@@ -510,44 +698,17 @@ impl Crypto {
         event_type: &str,
         content: &Value,
     ) -> Result<Value, MatrixError> {
-        let _one_at_a_time = self.encrypting.lock().await;
         let members = self.intent(sender).joined_and_invited(room).await?;
-        self.machine
-            .update_tracked_users(members.iter().map(AsRef::as_ref))
-            .await
-            .map_err(store_error)?;
-        // Queries the devices of new members.
-        self.process_outgoing().await?;
-        if let Some((id, claim)) = self
-            .machine
-            .get_missing_sessions(members.iter().map(AsRef::as_ref))
-            .await
-            .map_err(store_error)?
-        {
-            self.send(&id, &AnyOutgoingRequest::KeysClaim(claim))
-                .await?;
-        }
         let strategy = match self.sharing {
             KeySharing::All => CollectStrategy::AllDevices,
             KeySharing::CrossSigned => CollectStrategy::IdentityBasedStrategy,
             KeySharing::Verified => CollectStrategy::OnlyTrustedDevices,
         };
         let settings = EncryptionSettings::new(settings, HistoryVisibility::Shared, strategy);
-        let shares = self
-            .machine
-            .share_room_key(room, members.iter().map(AsRef::as_ref), settings)
+        self.device_for(sender)
             .await
-            .map_err(store_error)?;
-        for share in shares {
-            self.send_to_device(&share).await?;
-        }
-        let raw = serde_json::value::to_raw_value(content).map_err(store_error)?;
-        let encrypted = self
-            .machine
-            .encrypt_room_event_raw(room, event_type, &Raw::from_json(raw))
+            .encrypt(room, &members, settings, event_type, content)
             .await
-            .map_err(store_error)?;
-        serde_json::to_value(&encrypted.content).map_err(store_error)
     }
 }
 

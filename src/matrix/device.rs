@@ -1,10 +1,10 @@
-//! [`DeviceApi`]: the client-server calls made as one device of the bot
-//! (end-to-bridge encryption). The device is made and removed with the
-//! appservice's own token (MSC4190, `io.element.msc4190` in the
+//! [`DeviceApi`]: the client-server calls made as one device of the bot or
+//! of a ghost (end-to-bridge encryption). The device is made and removed
+//! with the appservice's token (MSC4190, `io.element.msc4190` in the
 //! registration); the other calls name it with `?device_id=` (identity
-//! assertion), so the homeserver files the keys under it. They name the
-//! user too (`?user_id=`), although it is the registration's own: Synapse
-//! 1.163 fails with a 500 on a `device_id` without a `user_id`.
+//! assertion), so the homeserver files the keys under it. All name the
+//! user (`?user_id=`), even the bot, the registration's own: Synapse 1.163
+//! fails with a 500 on a `device_id` without a `user_id`.
 
 use bytes::Bytes;
 use http::Method;
@@ -17,7 +17,7 @@ use super::{
     client::{Request, encode},
 };
 
-/// One device of the bot. Cheap to clone.
+/// One device of one of our users. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DeviceApi {
     client: MatrixClient,
@@ -49,7 +49,10 @@ impl DeviceApi {
     pub async fn create(&self, display_name: &str) -> Result<()> {
         let request = Request::new(Method::PUT, "put_device", self.device_path())
             .json(json!({ "display_name": display_name }));
-        self.client.execute(&request, None).await.map(drop)
+        self.client
+            .execute(&request, Some(&self.user_id))
+            .await
+            .map(drop)
     }
 
     /// `DELETE /devices/{deviceId}` (no interactive auth under MSC4190),
@@ -57,7 +60,7 @@ impl DeviceApi {
     pub async fn delete(&self) -> Result<()> {
         let request =
             Request::new(Method::DELETE, "delete_device", self.device_path()).json(json!({}));
-        match self.client.execute(&request, None).await {
+        match self.client.execute(&request, Some(&self.user_id)).await {
             Err(e) if e.is_not_found() => Ok(()),
             other => other.map(drop),
         }

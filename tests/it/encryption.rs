@@ -2,6 +2,7 @@
 //! MSC4190 on) with a real end-to-end client, matrix-sdk: an encrypted DM
 //! with the bot, and an encrypted portal both ways across a restart.
 
+use matrix_sdk::deserialized_responses::{VerificationLevel, VerificationState};
 use matrix_sdk::ruma::{OwnedRoomId, UserId};
 use passerelle_api::{MatrixEventKind, MessageContent, PortalKey, RemoteEventKind};
 
@@ -71,6 +72,11 @@ async fn e2be_bot_answers_help_in_an_encrypted_dm() {
         .wait_message(&room_id, &bot, |b| b.contains("unlink"))
         .await;
     assert!(help.body.contains("help"), "{}", help.body);
+    assert_eq!(
+        help.encryption.expect("encrypted").verification_state,
+        VerificationState::Unverified(VerificationLevel::UnverifiedIdentity),
+        "the bot's device is signed by its identity"
+    );
 
     // Nothing went through the room in the clear.
     let types = event_types(&alice, room_id.as_str()).await;
@@ -164,8 +170,22 @@ async fn e2be_encrypted_portal_both_ways_across_a_restart() {
 
     // Remote -> Matrix: the ghost's message is encrypted, alice reads it.
     bob_says(&bridge, &chat, "hello, encrypted alice", "e2be-r1").await;
-    e2e.wait_message(&room, &bob, |b| b == "hello, encrypted alice")
+    let hello = e2e
+        .wait_message(&room, &bob, |b| b == "hello, encrypted alice")
         .await;
+    // Encrypted by the ghost's own device, which its identity signed: no
+    // warning that the sender and the device's owner differ.
+    let by = hello.encryption.expect("encrypted");
+    assert_eq!(by.sender, bob);
+    assert_eq!(
+        by.sender_device.as_deref().map(|d| d.as_str()),
+        Some("PASSERELLE")
+    );
+    assert_eq!(
+        by.verification_state,
+        VerificationState::Unverified(VerificationLevel::UnverifiedIdentity),
+        "the ghost's message"
+    );
 
     // Matrix -> remote: the bridge decrypts alice's message.
     e2e.send_text(&room, "hello, bob").await;
@@ -188,8 +208,14 @@ async fn e2be_encrypted_portal_both_ways_across_a_restart() {
         )
         .await;
     bob_says(&bridge, &chat, "yes, after the restart", "e2be-r2").await;
-    e2e.wait_message(&room, &bob, |b| b == "yes, after the restart")
+    let after = e2e
+        .wait_message(&room, &bob, |b| b == "yes, after the restart")
         .await;
+    assert_eq!(
+        after.encryption.expect("encrypted").verification_state,
+        VerificationState::Unverified(VerificationLevel::UnverifiedIdentity),
+        "the ghost's device, reopened after the restart"
+    );
 
     let types = event_types(&alice, room.as_str()).await;
     assert!(

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use matrix_sdk::config::SyncSettings;
+use matrix_sdk::deserialized_responses::EncryptionInfo;
 use matrix_sdk::ruma::api::client::uiaa;
 use matrix_sdk::ruma::events::room::encrypted::OriginalSyncRoomEncryptedEvent;
 use matrix_sdk::ruma::events::room::message::{
@@ -25,6 +26,9 @@ pub struct Received {
     pub body: String,
     /// The decrypted content (`None` for what could not be decrypted).
     pub content: Option<RoomMessageEventContent>,
+    /// How it was encrypted: by which device, and what the client thinks
+    /// of that device (`None` for a message in the clear).
+    pub encryption: Option<EncryptionInfo>,
 }
 
 pub struct E2eClient {
@@ -58,17 +62,22 @@ impl E2eClient {
             .expect("matrix-sdk login");
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = received.clone();
-        client.add_event_handler(move |event: OriginalSyncRoomMessageEvent, room: Room| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().unwrap().push(Received {
-                    room_id: room.room_id().to_owned(),
-                    sender: event.sender.to_string(),
-                    body: event.content.body().to_owned(),
-                    content: Some(event.content),
-                });
-            }
-        });
+        client.add_event_handler(
+            move |event: OriginalSyncRoomMessageEvent,
+                  room: Room,
+                  encryption: Option<EncryptionInfo>| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().unwrap().push(Received {
+                        room_id: room.room_id().to_owned(),
+                        sender: event.sender.to_string(),
+                        body: event.content.body().to_owned(),
+                        content: Some(event.content),
+                        encryption,
+                    });
+                }
+            },
+        );
         // Events whose decryption failed reach handlers still encrypted.
         let undecryptable = Arc::new(Mutex::new(Vec::new()));
         let sink = undecryptable.clone();
@@ -80,6 +89,7 @@ impl E2eClient {
                     sender: event.sender.to_string(),
                     body: String::new(),
                     content: None,
+                    encryption: None,
                 });
             }
         });
