@@ -292,11 +292,22 @@ impl Device {
             .map(Raw::from_json)
             .collect();
         let ours = |value: Option<&Value>| value.and_then(|v| v.get(user)?.get(device).cloned());
-        let counts: BTreeMap<OneTimeKeyAlgorithm, UInt> = ours(one_time_key_counts)
+        let counts = ours(one_time_key_counts);
+        let fallback = ours(unused_fallback_keys);
+        // Nothing for this device (most transactions, for most ghosts).
+        if to_device.is_empty()
+            && changed.changed.is_empty()
+            && changed.left.is_empty()
+            && counts.is_none()
+            && fallback.is_none()
+        {
+            return Ok(0);
+        }
+        let counts: BTreeMap<OneTimeKeyAlgorithm, UInt> = counts
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
         let fallback: Option<Vec<OneTimeKeyAlgorithm>> =
-            ours(unused_fallback_keys).and_then(|v| serde_json::from_value(v).ok());
+            fallback.and_then(|v| serde_json::from_value(v).ok());
         let to_device_count = to_device.len();
         let (_, room_keys) = self
             .machine
