@@ -673,3 +673,56 @@ async fn e2be_files_in_an_encrypted_portal_are_encrypted_both_ways() {
     assert_eq!(opened, b"the report from bob".to_vec());
     bridge.stop().await;
 }
+
+/// With encryption off, an encrypted DM with the bot gets a plain answer
+/// that it cannot read the room, once, instead of silence.
+#[tokio::test]
+async fn e2be_off_the_bot_says_it_cannot_read_an_encrypted_dm() {
+    let db = fresh_db("e2be_off").await;
+    let mut bridge = RunningBridge::start(&db).await;
+    let hs = setup().await.hs;
+    let alice = hs.register_user("alice").await;
+    let e2e = E2eClient::login(&hs.base_url, &alice).await;
+    let bot = UserId::parse(bot_id()).unwrap();
+    let room = e2e.client.create_dm(&bot).await.expect("create the DM");
+    let room_id = room.room_id().to_owned();
+    e2e.wait_message(&room_id, &bot, |b| b.contains("management room"))
+        .await;
+
+    e2e.send_text(&room_id, "help").await;
+    let told = e2e
+        .wait_message(&room_id, &bot, |b| b.contains("cannot read"))
+        .await;
+    assert!(told.body.contains("encryption.allow"), "{}", told.body);
+    assert!(
+        told.encryption.is_none(),
+        "the bot has no device to encrypt with"
+    );
+    // Once per room: a second message gets no second notice, and no answer.
+    e2e.send_text(&room_id, "help again").await;
+    e2e.wait_message(&room_id, &UserId::parse(alice.user_id()).unwrap(), |b| {
+        b == "help again"
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let from_bot: Vec<_> = alice
+        .messages(room_id.as_str())
+        .await
+        .into_iter()
+        .filter(|e| e["sender"] == bot_id() && e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        from_bot
+            .iter()
+            .filter(|b| b.contains("cannot read"))
+            .count(),
+        1,
+        "{from_bot:?}"
+    );
+    assert!(
+        !from_bot.iter().any(|b| b.contains("unlink")),
+        "{from_bot:?}"
+    );
+    bridge.stop().await;
+}
