@@ -73,6 +73,10 @@ pub enum Decryption {
     Failed(String),
 }
 
+/// How long a ghost whose device could not be made speaks through the
+/// bot's device before making it is tried again.
+const GHOST_DEVICE_RETRY: Duration = Duration::from_secs(600);
+
 /// One device of ours (the bot's, or a ghost's) and its Olm machine.
 struct Device {
     machine: OlmMachine,
@@ -99,8 +103,9 @@ pub struct Crypto {
     display_name: String,
     /// Ghosts' devices, opened when a ghost first speaks in an encrypted
     /// room (since the start). A ghost whose device could not be made
-    /// speaks through the bot's device.
-    ghosts: tokio::sync::Mutex<HashMap<ruma::OwnedUserId, Option<Arc<Device>>>>,
+    /// speaks through the bot's device until the time given here, when
+    /// making it is tried again.
+    ghosts: tokio::sync::Mutex<HashMap<ruma::OwnedUserId, Result<Arc<Device>, Instant>>>,
     /// `m.room.encryption` of the rooms seen (`None`: not encrypted).
     rooms: Mutex<HashMap<OwnedRoomId, Option<RoomEncryptionEventContent>>>,
     /// Woken whenever room keys arrive.
@@ -538,7 +543,7 @@ impl Crypto {
             .lock()
             .await
             .values()
-            .flatten()
+            .filter_map(|device| device.as_ref().ok())
             .cloned()
             .collect();
         for ghost in ghosts {
@@ -567,8 +572,10 @@ impl Crypto {
             return self.bot_device.clone();
         }
         let mut ghosts = self.ghosts.lock().await;
-        if let Some(known) = ghosts.get(sender) {
-            return known.clone().unwrap_or_else(|| self.bot_device.clone());
+        match ghosts.get(sender) {
+            Some(Ok(device)) => return device.clone(),
+            Some(Err(retry_at)) if Instant::now() < *retry_at => return self.bot_device.clone(),
+            _ => {}
         }
         let api = DeviceApi::new(
             self.client.clone(),
@@ -584,15 +591,15 @@ impl Crypto {
                 if let Err(e) = device.machine.mark_all_tracked_users_as_dirty().await {
                     tracing::warn!(user = %sender, error = %e, "could not refresh a ghost's device lists");
                 }
-                Some(Arc::new(device))
+                Ok(Arc::new(device))
             }
             Err(e) => {
-                tracing::warn!(user = %sender, error = format!("{e:#}"), "could not make a ghost's device; the bot's device encrypts for it");
-                None
+                tracing::warn!(user = %sender, error = format!("{e:#}"), "could not make a ghost's device; the bot's device encrypts for it for 10 minutes");
+                Err(Instant::now() + GHOST_DEVICE_RETRY)
             }
         };
         ghosts.insert(sender.to_owned(), opened.clone());
-        opened.unwrap_or_else(|| self.bot_device.clone())
+        opened.unwrap_or_else(|_| self.bot_device.clone())
     }
 
     /// Acts as `user`: the bot, or a ghost (which may be in rooms the bot
