@@ -2,7 +2,6 @@
 //! MSC4190 on) with a real end-to-end client, matrix-sdk: an encrypted DM
 //! with the bot, and an encrypted portal both ways across a restart.
 
-use matrix_sdk::deserialized_responses::{VerificationLevel, VerificationState};
 use matrix_sdk::ruma::{OwnedRoomId, UserId};
 use passerelle_api::{MatrixEventKind, MessageContent, PortalKey, RemoteEventKind};
 
@@ -72,11 +71,8 @@ async fn e2be_bot_answers_help_in_an_encrypted_dm() {
         .wait_message(&room_id, &bot, |b| b.contains("unlink"))
         .await;
     assert!(help.body.contains("help"), "{}", help.body);
-    assert_eq!(
-        help.encryption.expect("encrypted").verification_state,
-        VerificationState::Unverified(VerificationLevel::UnverifiedIdentity),
-        "the bot's device is signed by its identity"
-    );
+    e2e.assert_sent_by_own_signed_device(&help, "PASSERELLE")
+        .await;
 
     // Nothing went through the room in the clear.
     let types = event_types(&alice, room_id.as_str()).await;
@@ -175,17 +171,8 @@ async fn e2be_encrypted_portal_both_ways_across_a_restart() {
         .await;
     // Encrypted by the ghost's own device, which its identity signed: no
     // warning that the sender and the device's owner differ.
-    let by = hello.encryption.expect("encrypted");
-    assert_eq!(by.sender, bob);
-    assert_eq!(
-        by.sender_device.as_deref().map(|d| d.as_str()),
-        Some("PASSERELLE")
-    );
-    assert_eq!(
-        by.verification_state,
-        VerificationState::Unverified(VerificationLevel::UnverifiedIdentity),
-        "the ghost's message"
-    );
+    e2e.assert_sent_by_own_signed_device(&hello, "PASSERELLE")
+        .await;
 
     // Matrix -> remote: the bridge decrypts alice's message.
     e2e.send_text(&room, "hello, bob").await;
@@ -211,11 +198,9 @@ async fn e2be_encrypted_portal_both_ways_across_a_restart() {
     let after = e2e
         .wait_message(&room, &bob, |b| b == "yes, after the restart")
         .await;
-    assert_eq!(
-        after.encryption.expect("encrypted").verification_state,
-        VerificationState::Unverified(VerificationLevel::UnverifiedIdentity),
-        "the ghost's device, reopened after the restart"
-    );
+    // The ghost's device, reopened after the restart.
+    e2e.assert_sent_by_own_signed_device(&after, "PASSERELLE")
+        .await;
 
     let types = event_types(&alice, room.as_str()).await;
     assert!(

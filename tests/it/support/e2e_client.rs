@@ -206,6 +206,42 @@ impl E2eClient {
         .await
     }
 
+    /// Checks that `message` was encrypted by `device` of its sender, a
+    /// device its owner cross-signed, and not by a device of someone else
+    /// (which clients mark with a red warning). How the client judged it
+    /// at decryption depends on whether it had the sender's keys yet, so
+    /// the device's signature is read from the client afterwards too.
+    pub async fn assert_sent_by_own_signed_device(&self, message: &Received, device: &str) {
+        use matrix_sdk::deserialized_responses::{VerificationLevel, VerificationState};
+        let info = message.encryption.as_ref().expect("an encrypted message");
+        assert_ne!(
+            info.verification_state,
+            VerificationState::Unverified(VerificationLevel::MismatchedSender),
+            "{message:?} was encrypted by a device that is not its sender's"
+        );
+        if let Some(sent_by) = &info.sender_device {
+            assert_eq!(sent_by.as_str(), device, "{message:?}");
+        }
+        let sender = UserId::parse(&message.sender).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let known = self
+                .client
+                .encryption()
+                .get_device(&sender, device.into())
+                .await
+                .expect("the client's crypto store");
+            if known.is_some_and(|d| d.is_cross_signed_by_owner()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sender}'s device {device} is not signed by its owner's identity"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Whether the client decrypted a message in `room` whose body matches.
     pub fn has_message(&self, room: &RoomId, matches: impl Fn(&str) -> bool) -> bool {
         self.received
