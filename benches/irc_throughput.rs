@@ -6,11 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use passerelle_irc::conn::{ConnectionConfig, Engine, EngineConfig, Event};
-
 #[allow(dead_code)]
 #[path = "../tests/it/harness.rs"]
 mod harness;
+#[allow(dead_code)]
+#[path = "common/irc_rig.rs"]
+mod irc_rig;
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
@@ -28,38 +29,14 @@ async fn run() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
-    let ngircd = support::ngircd::Ngircd::start();
-    let hs = harness::setup().await.hs;
-    let module = std::sync::Arc::new(passerelle_irc::IrcModule::new(
-        serde_json::from_value(serde_json::json!({
-            "enabled": true,
-            "networks": {"local": {"host": "127.0.0.1", "port": ngircd.port, "tls": false, "bot_nick": "bridgebot"}}
-        }))
-        .expect("IRC config"),
-    ));
-    let mut bridge = harness::RunningBridge::start_with_modules(
-        &harness::fresh_db("bench").await,
-        "",
-        vec![module],
-    )
-    .await;
-
-    let engine = Engine::new(EngineConfig::default());
-    let mut config = ConnectionConfig::new("127.0.0.1", ngircd.port, "talker");
-    // The sender is not what is measured: no flood pacing on its side.
-    config.flood.burst = u32::MAX / 2;
-    let (talker, mut events) = engine.connect(config).expect("config");
-    while !matches!(events.recv().await, Some(Event::Registered { .. })) {}
-    talker.join("#bench").await.expect("join");
-
-    let alice = hs.register_user("alice").await;
-    let room = harness::join_alias(&alice, "#_irc_local_#bench:localhost").await;
-    let ghost = "@_irc_local_talker:localhost";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !alice.joined_members(&room).await.iter().any(|m| m == ghost) {
-        assert!(Instant::now() < deadline, "the ghost never joined");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let irc_rig::IrcRig {
+        talker,
+        alice,
+        room,
+        mut bridge,
+        ngircd: _ngircd,
+        ..
+    } = irc_rig::IrcRig::start("bench", "#bench").await;
 
     let started = Instant::now();
     for i in 0..count {

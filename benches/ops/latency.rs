@@ -8,19 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use passerelle_irc::conn::{ConnectionConfig, Engine, EngineConfig, Event};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::harness;
-use crate::support;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use crate::env_or;
+use crate::irc_rig::IrcRig;
 
 pub fn run() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -34,48 +26,20 @@ pub fn run() {
 async fn measure() {
     let count = env_or("PASSERELLE_BENCH_MESSAGES", 300);
     let warmup = 10;
-    let ngircd = support::ngircd::Ngircd::start();
-    let hs = harness::setup().await.hs;
-    let module = std::sync::Arc::new(passerelle_irc::IrcModule::new(
-        serde_json::from_value(json!({
-            "enabled": true,
-            "networks": {"local": {"host": "127.0.0.1", "port": ngircd.port, "tls": false, "bot_nick": "bridgebot"}}
-        }))
-        .expect("IRC config"),
-    ));
-    let mut bridge = harness::RunningBridge::start_with_modules(
-        &harness::fresh_db("latency").await,
-        "",
-        vec![module],
-    )
-    .await;
-
-    let engine = Engine::new(EngineConfig::default());
-    let mut config = ConnectionConfig::new("127.0.0.1", ngircd.port, "talker");
-    config.flood.burst = u32::MAX / 2;
-    let (talker, mut events) = engine.connect(config).expect("config");
-    while !matches!(events.recv().await, Some(Event::Registered { .. })) {}
-    talker.join("#latency").await.expect("join");
-
-    let alias = "#_irc_local_#latency:localhost";
-    let alice = hs.register_user("alice").await;
-    let portal = harness::join_alias(&alice, alias).await;
-    let ghost = "@_irc_local_talker:localhost";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !alice
-        .joined_members(&portal)
-        .await
-        .iter()
-        .any(|m| m == ghost)
-    {
-        assert!(Instant::now() < deadline, "the ghost never joined");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let IrcRig {
+        hs,
+        mut bridge,
+        talker,
+        alice,
+        room: portal,
+        alias,
+        ngircd: _ngircd,
+    } = IrcRig::start("latency", "#latency").await;
     let plain = alice.create_room(json!({"preset": "private_chat"})).await;
     let observer = hs.register_unique_user("observer").await;
     alice.invite(&plain, observer.user_id()).await;
     observer.join(&plain).await;
-    harness::join_alias(&observer, alias).await;
+    crate::harness::join_alias(&observer, &alias).await;
 
     let mut seen = spawn_syncer(&hs.base_url, observer.access_token(), &[&portal, &plain]).await;
     let mut wait_for = async |body: &str| {

@@ -14,6 +14,9 @@
 #[allow(dead_code)]
 #[path = "../../tests/it/harness.rs"]
 mod harness;
+#[allow(dead_code)]
+#[path = "../common/irc_rig.rs"]
+mod irc_rig;
 #[path = "../../tests/it/support/mod.rs"]
 mod support;
 
@@ -25,6 +28,14 @@ mod startup;
 mod transactions;
 
 const USAGE: &str = "usage: cargo bench --bench ops -- transactions | latency | startup | soak [portals] [messages/s] [seconds]";
+
+/// A count from the environment, else `default`.
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 fn main() {
     // `cargo bench` passes `--bench`; options are not ours.

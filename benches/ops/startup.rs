@@ -22,15 +22,9 @@ use passerelle::registration::Registration;
 use passerelle::store::{Store, StoreOptions};
 use sqlx::Connection;
 
+use crate::env_or;
 use crate::procstat;
 use crate::standin::StandIn;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Sample {
     listening_ms: f64,

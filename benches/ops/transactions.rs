@@ -22,16 +22,10 @@ use passerelle::store::{PortalRow, Store, StoreOptions};
 use passerelle_api::{Network, PortalKey, PortalKind};
 use serde_json::json;
 
+use crate::env_or;
 use crate::harness::{self, TestNetwork};
 use crate::procstat;
 use crate::standin::StandIn;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 pub fn run() {
     let txns = env_or("PASSERELLE_BENCH_TXNS", 1000);
