@@ -86,6 +86,9 @@ struct Device {
     /// Room keys are shared and events encrypted one at a time, so two
     /// sends never race to make two sessions for one room.
     encrypting: tokio::sync::Mutex<()>,
+    /// Whether it is cross-signed; when that failed at its start, the next
+    /// event it encrypts tries again first.
+    cross_signed: std::sync::atomic::AtomicBool,
 }
 
 /// The bot's device, the devices of the ghosts that spoke in encrypted
@@ -204,14 +207,13 @@ impl Device {
             api,
             requests: tokio::sync::Mutex::new(()),
             encrypting: tokio::sync::Mutex::new(()),
+            cross_signed: false.into(),
         };
         device
             .process_outgoing()
             .await
             .context("uploading the device's keys")?;
-        if let Err(e) = device.cross_sign().await {
-            tracing::warn!(user = %user, error = %e, "could not cross-sign a device");
-        }
+        device.ensure_cross_signed().await;
         Ok(device)
     }
 
@@ -221,6 +223,21 @@ impl Device {
 
     fn device_id(&self) -> &ruma::DeviceId {
         self.api.device_id()
+    }
+
+    /// [`Device::cross_sign`] unless done; a failure is logged, and the
+    /// next call tries again.
+    async fn ensure_cross_signed(&self) {
+        use std::sync::atomic::Ordering;
+        if self.cross_signed.load(Ordering::Relaxed) {
+            return;
+        }
+        match self.cross_sign().await {
+            Ok(()) => self.cross_signed.store(true, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(user = %self.user_id(), error = %e, "could not cross-sign a device; trying again at its next message");
+            }
+        }
     }
 
     /// Gives the user a cross-signing identity (once) and signs this device
@@ -446,6 +463,7 @@ impl Device {
         content: &Value,
     ) -> Result<Value, MatrixError> {
         let _one_at_a_time = self.encrypting.lock().await;
+        self.ensure_cross_signed().await;
         self.machine
             .update_tracked_users(members.iter().map(AsRef::as_ref))
             .await

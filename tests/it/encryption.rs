@@ -84,6 +84,17 @@ async fn e2be_bot_answers_help_in_an_encrypted_dm() {
     bridge.stop().await;
 }
 
+/// The remote user "bob" of `chat`: one per chat, so each test's ghost
+/// has a device and identity of its own (a ghost whose crypto store is new
+/// replaces its device and identity, which other tests' clients may be
+/// reading at the same moment).
+fn bob_name(chat: &str) -> String {
+    let hash = chat
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    format!("bob{hash}")
+}
+
 /// Bob, on the test network, says `body` in `chat`.
 async fn bob_says(bridge: &RunningBridge, chat: &str, body: &str, remote_id: &str) {
     bridge
@@ -91,7 +102,7 @@ async fn bob_says(bridge: &RunningBridge, chat: &str, body: &str, remote_id: &st
         .push(
             remote(
                 chat,
-                "bob",
+                &bob_name(chat),
                 now_ms(),
                 RemoteEventKind::Message(MessageContent::text(body)),
             )
@@ -101,8 +112,14 @@ async fn bob_says(bridge: &RunningBridge, chat: &str, body: &str, remote_id: &st
         .unwrap_or_else(|e| panic!("bob's {remote_id:?} not bridged: {e:?}"));
 }
 
-fn bob() -> matrix_sdk::ruma::OwnedUserId {
-    UserId::parse(format!("@_test_bob:{}", crate::harness::DOMAIN)).unwrap()
+/// The ghost of [`bob_name`].
+fn bob(chat: &str) -> matrix_sdk::ruma::OwnedUserId {
+    UserId::parse(format!(
+        "@_test_{}:{}",
+        bob_name(chat),
+        crate::harness::DOMAIN
+    ))
+    .unwrap()
 }
 
 /// The portal of `chat`, created by a first remote message, with alice's
@@ -162,7 +179,7 @@ async fn e2be_encrypted_portal_both_ways_across_a_restart() {
             .is_some(),
         "the portal was created encrypted (encryption.default)"
     );
-    let bob = bob();
+    let bob = bob(&chat);
 
     // Remote -> Matrix: the ghost's message is encrypted, alice reads it.
     bob_says(&bridge, &chat, "hello, encrypted alice", "e2be-r1").await;
@@ -404,7 +421,7 @@ async fn e2be_a_portal_switched_to_encrypted_keeps_bridging() {
             |e| matches!(&e.kind, MatrixEventKind::Message(m) if m.body == "now encrypted"),
         )
         .await;
-    let bob = bob();
+    let bob = bob(&chat);
     bob_says(&bridge, &chat, "encrypted too", "e2be-switch-r1").await;
     e2e.wait_message(&room, &bob, |b| b == "encrypted too")
         .await;
@@ -430,7 +447,6 @@ async fn e2be_room_keys_go_only_to_the_devices_share_keys_allows() {
     let alice_e2e = E2eClient::login(&hs.base_url, &alice).await;
     alice_e2e.bootstrap_cross_signing(&alice).await;
     let carol_e2e = E2eClient::login(&hs.base_url, &carol).await;
-    let bob = bob();
 
     for (policy, alice_reads, carol_reads) in [
         ("all", true, true),
@@ -445,6 +461,7 @@ async fn e2be_room_keys_go_only_to_the_devices_share_keys_allows() {
         );
         let mut bridge = RunningBridge::start_with(&fresh_db(&name).await, &extra).await;
         let chat = format!("e2be-{name}-{}", rand::random::<u32>());
+        let bob = bob(&chat);
         let room = portal_with(
             &bridge,
             &chat,
@@ -634,12 +651,19 @@ async fn e2be_files_in_an_encrypted_portal_are_encrypted_both_ways() {
     bridge
         .net
         .push(
-            remote(&chat, "bob", now_ms(), RemoteEventKind::Message(file))
-                .with_remote_id(format!("{chat}-file")),
+            remote(
+                &chat,
+                &bob_name(&chat),
+                now_ms(),
+                RemoteEventKind::Message(file),
+            )
+            .with_remote_id(format!("{chat}-file")),
         )
         .await
         .expect("bob's file bridged");
-    let got = e2e.wait_message(&room, &bob(), |b| b == "report.txt").await;
+    let got = e2e
+        .wait_message(&room, &bob(&chat), |b| b == "report.txt")
+        .await;
     let MessageType::File(file) = got.content.unwrap().msgtype else {
         panic!("not a file")
     };
