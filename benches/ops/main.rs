@@ -10,6 +10,8 @@
 //! - `soak [portals] [messages/s] [seconds]`: IRC -> Matrix through Synapse
 //!   with one Synapse and one ngircd restart; counts lost and duplicated
 //!   messages, queue depth and memory.
+//! - `ghost-devices`: what a ghost's own device (end-to-bridge encryption)
+//!   costs in time and memory.
 
 #[allow(dead_code)]
 #[path = "../../tests/it/harness.rs"]
@@ -20,6 +22,7 @@ mod irc_rig;
 #[path = "../../tests/it/support/mod.rs"]
 mod support;
 
+mod ghost_devices;
 mod latency;
 mod procstat;
 mod soak;
@@ -27,7 +30,7 @@ mod standin;
 mod startup;
 mod transactions;
 
-const USAGE: &str = "usage: cargo bench --bench ops -- transactions | latency | startup | soak [portals] [messages/s] [seconds]";
+const USAGE: &str = "usage: cargo bench --bench ops -- transactions | latency | startup | soak [portals] [messages/s] [seconds] | ghost-devices";
 
 /// A count from the environment, else `default`.
 fn env_or(name: &str, default: usize) -> usize {
@@ -48,6 +51,7 @@ fn main() {
         Some("latency") => latency::run(),
         Some("startup") => startup::run(),
         Some("soak") => soak::run(&args[1..]),
+        Some("ghost-devices") => ghost_devices::run(),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
