@@ -27,7 +27,7 @@ use matrix_sdk_crypto::{
     CollectStrategy, DecryptionSettings, EncryptionSettings, EncryptionSyncChanges, MegolmError,
     OlmMachine, TrustRequirement,
 };
-use matrix_sdk_sqlite::SqliteCryptoStore;
+use matrix_sdk_sqlite::{SqliteCryptoStore, SqliteStoreConfig};
 use ruma::api::IncomingResponse;
 use ruma::api::client::keys::{claim_keys, get_keys, upload_keys, upload_signatures};
 use ruma::api::client::sync::sync_events::DeviceLists;
@@ -169,7 +169,10 @@ impl Device {
         display_name: &str,
     ) -> anyhow::Result<Self> {
         let device_id = api.device_id().to_owned();
-        let store = SqliteCryptoStore::open_with_key(path, Some(key))
+        // The low-memory settings (a pool of one connection per CPU, a
+        // 500 KB page cache each): one store per speaking ghost adds up.
+        let settings = SqliteStoreConfig::with_low_memory_config(path).key(Some(key));
+        let store = SqliteCryptoStore::open_with_config(&settings)
             .await
             .with_context(|| {
                 format!(
