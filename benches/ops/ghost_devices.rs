@@ -14,12 +14,7 @@ use crate::harness::{self, RunningBridge, remote};
 use crate::procstat;
 
 pub fn run() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(measure());
+    crate::block_on(measure());
 }
 
 fn now_ms() -> u64 {

@@ -15,12 +15,7 @@ use crate::env_or;
 use crate::irc_rig::IrcRig;
 
 pub fn run() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(measure());
+    crate::block_on(measure());
 }
 
 async fn measure() {

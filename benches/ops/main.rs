@@ -40,6 +40,17 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Runs a measurement on a runtime of two worker threads (the benchmark
+/// machine has two cores).
+fn block_on<F: std::future::Future>(measure: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(measure)
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; options are not ours.
     let args: Vec<String> = std::env::args()
